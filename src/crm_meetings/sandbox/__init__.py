@@ -1,0 +1,1 @@
+"""Local emulators of the CRM and conferencing APIs, for tests, demos and benchmarks."""
