@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parseaddr
+from email.utils import getaddresses
 from enum import StrEnum
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -150,13 +150,10 @@ def parse_address(value: str, field_name: str = "email") -> tuple[str, str]:
     """Split ``'Bob <b@x.com>'`` or ``'b@x.com'`` into ``(name, address)``."""
     if not isinstance(value, str) or _LINE_BREAK.search(value):
         raise ValidationError(field_name, f"{value!r} is not an e-mail address")
-    name, address = parseaddr(value, strict=True)
-    if not address:
-        raise ValidationError(field_name, f"{value!r} is not an e-mail address")
-    stripped = value.strip()
-    bare = stripped.strip("<>")
-    if not name and bare != address and stripped != f"<{address}>":
+    found = getaddresses([value])
+    if len(found) != 1 or not found[0][1]:
         raise ValidationError(field_name, f"{value!r} is not a single e-mail address")
+    name, address = found[0]
     return name.strip(), normalize_email(address, field_name)
 
 
