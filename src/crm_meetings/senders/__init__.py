@@ -1,0 +1,1 @@
+"""Organisation sender addresses: confirmation, profiles, replacement on delete."""
