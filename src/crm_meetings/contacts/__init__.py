@@ -1,0 +1,1 @@
+"""The contact map: my and firm-wide contacts, companies, types and partners."""
