@@ -1,0 +1,591 @@
+"""Repositories: model values in, model values out; ORM rows stay inside.
+
+Every repository works on the SQLAlchemy session of one unit of work
+(:class:`~crm_meetings.store.unit_of_work.UnitOfWork`), so what several repositories do in
+one ``with store.transaction()`` block commits or rolls back together. New repositories
+subclass :class:`Repository` and are reached with ``uow.repository(TheirRepository)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import exc, orm
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crm_meetings.errors import ConflictError, NotFoundError, ValidationError
+from crm_meetings.model import (
+    CrmKind,
+    Invitee,
+    Meeting,
+    MeetingStatus,
+    Participant,
+    Person,
+    RecordRef,
+    ResponseStatus,
+    Session,
+    normalize_email,
+)
+from crm_meetings.store.tables import (
+    DEFAULT_ORG_ID,
+    CheckpointRow,
+    InviteeRow,
+    MeetingRow,
+    ParticipantRow,
+    RelatedRecordRow,
+    SessionRow,
+    SyncRunRow,
+)
+from crm_meetings.store.values import (
+    Checkpoint,
+    RunCounters,
+    SyncRun,
+    SyncRunStatus,
+    UpsertResult,
+)
+
+__all__ = [
+    "CheckpointRepository",
+    "Clock",
+    "MeetingRepository",
+    "Repository",
+    "SessionRepository",
+    "SyncRunRepository",
+    "utc_now",
+]
+
+Clock = Callable[[], datetime]
+_IN_CHUNK: Final = 500  # ids per IN (...) list: well below every backend's parameter limit
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Repository:
+    """Base of every repository: the unit of work's session and its clock."""
+
+    def __init__(self, session: orm.Session, clock: Clock = utc_now) -> None:
+        self.session = session
+        self.clock = clock
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+# --- meetings -------------------------------------------------------------------------
+
+
+def _to_meeting(row: MeetingRow) -> Meeting:
+    return Meeting(
+        id=row.id,
+        crm=CrmKind(row.crm),
+        subject=row.subject,
+        start=row.starts_at,
+        end=row.ends_at,
+        timezone=row.timezone,
+        organizer=Person(email=row.organizer_email, name=row.organizer_name),
+        uid=row.uid,
+        crm_record_id=row.crm_record_id,
+        description=row.description,
+        notes=row.notes,
+        location=row.location,
+        join_url=row.join_url,
+        invitees=tuple(
+            Invitee(
+                email=i.email,
+                name=i.name,
+                response=ResponseStatus(i.response),
+                optional=i.optional,
+                crm_relation=(
+                    RecordRef(i.relation_type, i.relation_id)
+                    if i.relation_type is not None and i.relation_id is not None
+                    else None
+                ),
+            )
+            for i in row.invitees
+        ),
+        related=tuple(RecordRef(r.object_type, r.record_id) for r in row.related),
+        record_type=row.record_type,
+        status=MeetingStatus(row.status),
+        sequence=row.sequence,
+        provider=row.provider,
+        provider_meeting_id=row.provider_meeting_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        crm_modified_at=row.crm_modified_at,
+        version=row.version,
+    )
+
+
+def _write_fields(row: MeetingRow, meeting: Meeting) -> None:
+    """Copy every mutable field of ``meeting`` onto ``row`` (children excluded)."""
+    row.crm_record_id = meeting.crm_record_id
+    row.sequence = meeting.sequence
+    row.version = meeting.version
+    row.status = meeting.status.value
+    row.subject = meeting.subject
+    row.description = meeting.description
+    row.notes = meeting.notes
+    row.location = meeting.location
+    row.join_url = meeting.join_url
+    row.starts_at = meeting.start
+    row.ends_at = meeting.end
+    row.timezone = meeting.timezone
+    row.organizer_email = meeting.organizer.email
+    row.organizer_name = meeting.organizer.name
+    row.record_type = meeting.record_type
+    row.provider = meeting.provider
+    row.provider_meeting_id = meeting.provider_meeting_id
+    row.updated_at = meeting.updated_at
+    row.crm_modified_at = meeting.crm_modified_at
+
+
+def _invitee_rows(meeting: Meeting) -> list[InviteeRow]:
+    return [
+        InviteeRow(
+            position=position,
+            email=invitee.email,
+            name=invitee.name,
+            response=invitee.response.value,
+            optional=invitee.optional,
+            relation_type=invitee.crm_relation.object_type if invitee.crm_relation else None,
+            relation_id=invitee.crm_relation.record_id if invitee.crm_relation else None,
+        )
+        for position, invitee in enumerate(meeting.invitees)
+    ]
+
+
+def _related_rows(meeting: Meeting) -> list[RelatedRecordRow]:
+    return [
+        RelatedRecordRow(position=position, object_type=ref.object_type, record_id=ref.record_id)
+        for position, ref in enumerate(meeting.related)
+    ]
+
+
+# Statements are immutable: every query starts from this one, children loaded alongside.
+_MEETINGS: Final = sa.select(MeetingRow).options(
+    orm.selectinload(MeetingRow.invitees), orm.selectinload(MeetingRow.related)
+)
+
+
+def _meeting_not_found(meeting_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"Meeting {meeting_id} does not exist",
+        hint="Check the meeting id; a record page lists its meetings.",
+    )
+
+
+class MeetingRepository(Repository):
+    """Meetings with their invitees (in order) and related records.
+
+    ``get*`` raise :class:`NotFoundError`; ``find*`` return ``None`` or an empty list.
+    Meetings belong to an org (``org_id``); ids and UIDs are unique across orgs.
+    """
+
+    def add(self, meeting: Meeting, *, org_id: str = DEFAULT_ORG_ID) -> Meeting:
+        """Store a new meeting; :class:`ConflictError` if its id, UID or CRM record is taken."""
+        row = MeetingRow(id=meeting.id, org_id=org_id, crm=meeting.crm.value, uid=meeting.uid)
+        _write_fields(row, meeting)
+        row.created_at = meeting.created_at
+        row.invitees = _invitee_rows(meeting)
+        row.related = _related_rows(meeting)
+        try:
+            with self.session.begin_nested():
+                self.session.add(row)
+        except exc.IntegrityError as error:
+            raise ConflictError(
+                f"Meeting {meeting.id} cannot be added: {self._taken_by(meeting, org_id)}",
+                hint="Load the existing meeting and save your changes to it instead.",
+            ) from error
+        return meeting
+
+    def _taken_by(self, meeting: Meeting, org_id: str) -> str:
+        if self.session.get(MeetingRow, meeting.id) is not None:
+            return "a meeting with this id already exists"
+        if self.find_by_uid(meeting.uid) is not None:
+            return f"UID {meeting.uid} is already used by another meeting"
+        if meeting.crm_record_id is not None:
+            other = self.find_by_crm_record(meeting.crm, meeting.crm_record_id, org_id=org_id)
+            if other is not None:
+                return (
+                    f"{meeting.crm} record {meeting.crm_record_id} already belongs to "
+                    f"meeting {other.id}"
+                )
+        return "the database refused it"
+
+    def get(self, meeting_id: str) -> Meeting:
+        meeting = self._one(MeetingRow.id == meeting_id)
+        if meeting is None:
+            raise _meeting_not_found(meeting_id)
+        return meeting
+
+    def find_by_uid(self, uid: str) -> Meeting | None:
+        """The meeting with this iCalendar UID (e.g. from a calendar reply), if any."""
+        return self._one(MeetingRow.uid == uid)
+
+    def get_by_uid(self, uid: str) -> Meeting:
+        meeting = self.find_by_uid(uid)
+        if meeting is None:
+            raise NotFoundError(
+                f"No meeting has the iCalendar UID {uid}",
+                hint="The invitation may belong to another system or to a deleted meeting.",
+            )
+        return meeting
+
+    def find_by_crm_record(
+        self, crm: CrmKind | str, record_id: str, *, org_id: str = DEFAULT_ORG_ID
+    ) -> Meeting | None:
+        """The meeting stored for a CRM's own event / meeting record."""
+        return self._one(
+            MeetingRow.org_id == org_id,
+            MeetingRow.crm == CrmKind(crm).value,
+            MeetingRow.crm_record_id == record_id,
+        )
+
+    def find_by_provider_meeting(
+        self, provider: str, provider_meeting_id: str, *, org_id: str = DEFAULT_ORG_ID
+    ) -> list[Meeting]:
+        """Meetings on this conferencing meeting id, by start (recurring ones share one)."""
+        return self._many(
+            MeetingRow.org_id == org_id,
+            MeetingRow.provider == provider,
+            MeetingRow.provider_meeting_id == provider_meeting_id,
+        )
+
+    def list_for_record(self, ref: RecordRef, *, org_id: str = DEFAULT_ORG_ID) -> list[Meeting]:
+        """Meetings for a CRM record page: related to ``ref``, or inviting it, by start."""
+        related = MeetingRow.related.any(
+            (RelatedRecordRow.object_type == ref.object_type)
+            & (RelatedRecordRow.record_id == ref.record_id)
+        )
+        invited = MeetingRow.invitees.any(
+            (InviteeRow.relation_type == ref.object_type)
+            & (InviteeRow.relation_id == ref.record_id)
+        )
+        return self._many(MeetingRow.org_id == org_id, related | invited)
+
+    def list_by_organizer(
+        self,
+        email: str,
+        *,
+        org_id: str = DEFAULT_ORG_ID,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Meeting]:
+        """An organizer's meetings by start, optionally those starting in [since, until)."""
+        conditions = [
+            MeetingRow.org_id == org_id,
+            MeetingRow.organizer_email == normalize_email(email, "organizer"),
+        ]
+        if since is not None:
+            conditions.append(MeetingRow.starts_at >= since)
+        if until is not None:
+            conditions.append(MeetingRow.starts_at < until)
+        return self._many(*conditions)
+
+    def save(self, meeting: Meeting, expected_version: int) -> Meeting:
+        """Write ``meeting`` if the stored one is still at ``expected_version``.
+
+        Returns the meeting as stored: its version is ``expected_version + 1`` or the
+        meeting's own, whichever is higher (``Meeting.revise`` already bumps it). Raises
+        :class:`ConflictError` when someone saved another version first.
+        """
+        row = self.session.scalars(
+            sa.select(MeetingRow)
+            .where(MeetingRow.id == meeting.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if row is None:
+            raise _meeting_not_found(meeting.id)
+        if row.version != expected_version:
+            raise ConflictError(
+                f"Meeting {meeting.id} ({row.subject!r}) was changed by someone else: it is at "
+                f"version {row.version}, your edit started from version {expected_version}",
+                hint=f"Reload meeting {meeting.id} and apply your edit to version {row.version}.",
+            )
+        for name in ("crm", "uid"):
+            if getattr(row, name) != str(getattr(meeting, name)):
+                raise ValidationError(name, "cannot be changed once the meeting exists")
+        stored = dataclasses.replace(meeting, version=max(meeting.version, expected_version + 1))
+        _write_fields(row, stored)
+        self._replace_children(row, stored)
+        self.session.flush()
+        return stored
+
+    def set_status(self, meeting_id: str, status: MeetingStatus | str) -> Meeting:
+        """Mark a meeting scheduled, cancelled or deleted; SEQUENCE follows ``revise``."""
+        current = self.get(meeting_id)
+        changed, _ = current.revise(status=MeetingStatus(status), at=self.clock())
+        if changed is current:
+            return current
+        return self.save(changed, expected_version=current.version)
+
+    def _replace_children(self, row: MeetingRow, meeting: Meeting) -> None:
+        # Delete, flush, insert: the (meeting, position) and (meeting, email) unique keys
+        # would otherwise collide when invitees are reordered.
+        row.invitees.clear()
+        row.related.clear()
+        self.session.flush()
+        row.invitees.extend(_invitee_rows(meeting))
+        row.related.extend(_related_rows(meeting))
+
+    def _one(self, *conditions: sa.ColumnElement[bool]) -> Meeting | None:
+        row = self.session.scalars(_MEETINGS.where(*conditions)).one_or_none()
+        return None if row is None else _to_meeting(row)
+
+    def _many(self, *conditions: sa.ColumnElement[bool]) -> list[Meeting]:
+        query = _MEETINGS.where(*conditions).order_by(MeetingRow.starts_at, MeetingRow.id)
+        return [_to_meeting(row) for row in self.session.scalars(query)]
+
+
+# --- sessions and participants --------------------------------------------------------
+
+
+def _to_session(row: SessionRow) -> Session:
+    return Session(
+        provider=row.provider,
+        provider_session_id=row.provider_session_id,
+        provider_meeting_id=row.provider_meeting_id,
+        start=row.starts_at,
+        end=row.ends_at,
+        participants=tuple(
+            Participant(
+                name=p.name,
+                email=p.email,
+                join_time=p.join_time,
+                leave_time=p.leave_time,
+                attended_seconds=p.attended_seconds,
+            )
+            for p in row.participants
+        ),
+    )
+
+
+def _participant_rows(session: Session) -> list[ParticipantRow]:
+    return [
+        ParticipantRow(
+            position=position,
+            name=p.name,
+            email=p.email,
+            join_time=p.join_time,
+            leave_time=p.leave_time,
+            attended_seconds=p.attended_seconds,
+        )
+        for position, p in enumerate(session.participants)
+    ]
+
+
+class SessionRepository(Repository):
+    """Sessions (times a meeting really ran), keyed by ``(provider, provider_session_id)``."""
+
+    def upsert_many(self, sessions: Iterable[Session], meeting_id: str | None) -> UpsertResult:
+        """Insert or update sessions of one meeting (``None``: not matched to a meeting yet).
+
+        A session already stored with the same values is left alone, so replaying a sync
+        writes nothing; a changed one is updated and its participants replaced.
+        """
+        if meeting_id is not None and self.session.get(MeetingRow, meeting_id) is None:
+            raise NotFoundError(
+                f"Cannot attach sessions to meeting {meeting_id}: it does not exist",
+                hint="Store the meeting first, or upsert the sessions unmatched (None).",
+            )
+        wanted = {(s.provider, s.provider_session_id): s for s in sessions}
+        existing = self._load(list(wanted))
+        inserted = updated = unchanged = participants = 0
+        for key, value in wanted.items():
+            row = existing.get(key)
+            if row is None:
+                row = SessionRow(provider=value.provider, provider_session_id=key[1])
+                self.session.add(row)
+                inserted += 1
+            elif row.meeting_id == meeting_id and _to_session(row) == value:
+                unchanged += 1
+                continue
+            else:
+                row.participants.clear()
+                self.session.flush()
+                updated += 1
+            row.provider_meeting_id = value.provider_meeting_id
+            row.meeting_id = meeting_id
+            row.starts_at = value.start
+            row.ends_at = value.end
+            row.participants.extend(_participant_rows(value))
+            participants += len(value.participants)
+        self.session.flush()
+        return UpsertResult(inserted, updated, unchanged, participants)
+
+    def _load(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SessionRow]:
+        by_provider: dict[str, list[str]] = {}
+        for provider, session_id in keys:
+            by_provider.setdefault(provider, []).append(session_id)
+        found: dict[tuple[str, str], SessionRow] = {}
+        for provider, session_ids in by_provider.items():
+            for chunk in _chunks(session_ids):
+                query = (
+                    sa.select(SessionRow)
+                    .options(orm.selectinload(SessionRow.participants))
+                    .where(SessionRow.provider == provider)
+                    .where(SessionRow.provider_session_id.in_(chunk))
+                )
+                for row in self.session.scalars(query):
+                    found[(row.provider, row.provider_session_id)] = row
+        return found
+
+    def find(self, provider: str, provider_session_id: str) -> Session | None:
+        row = self._load([(provider, provider_session_id)]).get((provider, provider_session_id))
+        return None if row is None else _to_session(row)
+
+    def list_for_meeting(self, meeting_id: str) -> list[Session]:
+        """A meeting's sessions, earliest first."""
+        return self._many(SessionRow.meeting_id == meeting_id)
+
+    def list_for_provider_meeting(self, provider: str, provider_meeting_id: str) -> list[Session]:
+        """Every session of one conferencing meeting id, matched or not, earliest first."""
+        return self._many(
+            SessionRow.provider == provider, SessionRow.provider_meeting_id == provider_meeting_id
+        )
+
+    def _many(self, *conditions: sa.ColumnElement[bool]) -> list[Session]:
+        query = (
+            sa.select(SessionRow)
+            .options(orm.selectinload(SessionRow.participants))
+            .where(*conditions)
+            .order_by(SessionRow.starts_at, SessionRow.id)
+        )
+        return [_to_session(row) for row in self.session.scalars(query)]
+
+
+# --- sync checkpoints and runs --------------------------------------------------------
+
+
+class CheckpointRepository(Repository):
+    """Where each incremental sync resumes: one cursor per (org, source, object)."""
+
+    def get(self, org_id: str, source: str, object_name: str) -> str | None:
+        return self.session.scalar(
+            sa.select(CheckpointRow.cursor).where(
+                CheckpointRow.org_id == org_id,
+                CheckpointRow.source == source,
+                CheckpointRow.object_name == object_name,
+            )
+        )
+
+    def set(self, org_id: str, source: str, object_name: str, cursor: str) -> None:
+        """Record ``cursor``; call it in the transaction that stored what it covers."""
+        values: dict[str, Any] = {
+            "org_id": org_id,
+            "source": source,
+            "object_name": object_name,
+            "cursor": cursor,
+            "updated_at": self.clock(),
+        }
+        key = ["org_id", "source", "object_name"]
+        changes = {"cursor": cursor, "updated_at": values["updated_at"]}
+        if self.session.get_bind().dialect.name == "postgresql":
+            pg = postgresql.insert(CheckpointRow).values(values)
+            self.session.execute(pg.on_conflict_do_update(index_elements=key, set_=changes))
+        else:
+            lite = sqlite.insert(CheckpointRow).values(values)
+            self.session.execute(lite.on_conflict_do_update(index_elements=key, set_=changes))
+
+    def list_for_org(self, org_id: str = DEFAULT_ORG_ID) -> list[Checkpoint]:
+        """An org's checkpoints, for the status page and ``doctor``."""
+        rows = self.session.scalars(
+            sa.select(CheckpointRow)
+            .where(CheckpointRow.org_id == org_id)
+            .order_by(CheckpointRow.source, CheckpointRow.object_name)
+        )
+        return [Checkpoint(r.org_id, r.source, r.object_name, r.cursor, r.updated_at) for r in rows]
+
+
+def _to_run(row: SyncRunRow) -> SyncRun:
+    return SyncRun(
+        id=row.id,
+        org_id=row.org_id,
+        kind=row.kind,
+        status=SyncRunStatus(row.status),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        organizer=row.organizer,
+        meeting_id=row.meeting_id,
+        counters=RunCounters.from_json(row.counters),
+    )
+
+
+class SyncRunRepository(Repository):
+    """The report of each sync run: when, what for, how it ended, and its counters."""
+
+    def start(
+        self,
+        kind: str,
+        *,
+        org_id: str = DEFAULT_ORG_ID,
+        organizer: str | None = None,
+        meeting_id: str | None = None,
+    ) -> int:
+        """Open a run (status ``running``) and return its id."""
+        row = SyncRunRow(
+            org_id=org_id,
+            kind=kind,
+            status=SyncRunStatus.RUNNING.value,
+            started_at=self.clock(),
+            organizer=normalize_email(organizer, "organizer") if organizer else None,
+            meeting_id=meeting_id,
+            counters=RunCounters().to_json(),
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row.id
+
+    def progress(self, run_id: int, counters: RunCounters) -> None:
+        """Store the counters so far of a run that is still going."""
+        self._running(run_id).counters = counters.to_json()
+        self.session.flush()
+
+    def finish(self, run_id: int, status: SyncRunStatus | str, counters: RunCounters) -> SyncRun:
+        """Close a run as succeeded, failed or partial, with its final counters."""
+        final = SyncRunStatus(status)
+        if final is SyncRunStatus.RUNNING:
+            raise ValidationError("status", "a run finishes as succeeded, failed or partial")
+        row = self._running(run_id)
+        row.status = final.value
+        row.finished_at = self.clock()
+        row.counters = counters.to_json()
+        self.session.flush()
+        return _to_run(row)
+
+    def get(self, run_id: int) -> SyncRun:
+        return _to_run(self._row(run_id))
+
+    def list_recent(self, limit: int = 20, *, org_id: str | None = None) -> list[SyncRun]:
+        """The newest runs first; all orgs unless ``org_id`` is given."""
+        query = sa.select(SyncRunRow).order_by(SyncRunRow.started_at.desc(), SyncRunRow.id.desc())
+        if org_id is not None:
+            query = query.where(SyncRunRow.org_id == org_id)
+        return [_to_run(row) for row in self.session.scalars(query.limit(limit))]
+
+    def _row(self, run_id: int) -> SyncRunRow:
+        row = self.session.get(SyncRunRow, run_id)
+        if row is None:
+            raise NotFoundError(
+                f"Sync run {run_id} does not exist",
+                hint="Check the run id against the recent runs on the status page.",
+            )
+        return row
+
+    def _running(self, run_id: int) -> SyncRunRow:
+        row = self._row(run_id)
+        if row.status != SyncRunStatus.RUNNING.value:
+            raise ConflictError(
+                f"Sync run {run_id} already finished ({row.status})",
+                hint="Start a new run instead of reusing a finished one.",
+            )
+        return row

@@ -1,0 +1,128 @@
+"""The :class:`Store` (engine + sessions) and its :class:`UnitOfWork` (one transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import TypeVar
+
+from sqlalchemy import orm
+from sqlalchemy.engine import Engine
+
+from crm_meetings.errors import StoreError
+from crm_meetings.store import migrate
+from crm_meetings.store.db import create_engine, describe, ping, translate_errors
+from crm_meetings.store.repositories import (
+    CheckpointRepository,
+    Clock,
+    MeetingRepository,
+    Repository,
+    SessionRepository,
+    SyncRunRepository,
+    utc_now,
+)
+
+__all__ = ["Store", "UnitOfWork"]
+
+R = TypeVar("R", bound=Repository)
+
+
+class UnitOfWork:
+    """One database transaction and the repositories that share it.
+
+    ``uow.session`` is the SQLAlchemy session; a repository added later is reached with
+    ``uow.repository(OutboxRepository)`` (one instance per unit of work).
+    """
+
+    def __init__(self, session: orm.Session, clock: Clock = utc_now) -> None:
+        self.session = session
+        self.clock = clock
+        self._repositories: dict[type[Repository], Repository] = {}
+
+    def repository(self, cls: type[R]) -> R:
+        """The unit of work's instance of repository class ``cls``."""
+        found = self._repositories.get(cls)
+        if not isinstance(found, cls):
+            found = cls(self.session, self.clock)
+            self._repositories[cls] = found
+        return found
+
+    @property
+    def meetings(self) -> MeetingRepository:
+        return self.repository(MeetingRepository)
+
+    @property
+    def sessions(self) -> SessionRepository:
+        return self.repository(SessionRepository)
+
+    @property
+    def checkpoints(self) -> CheckpointRepository:
+        return self.repository(CheckpointRepository)
+
+    @property
+    def runs(self) -> SyncRunRepository:
+        return self.repository(SyncRunRepository)
+
+    def flush(self) -> None:
+        """Send pending writes now (e.g. to see constraint errors before the commit)."""
+        self.session.flush()
+
+
+class Store:
+    """The database: ``with store.transaction() as uow:`` commits on success, else rolls back.
+
+    Nothing connects until first use. ``clock`` stamps ``updated_at``/``started_at``
+    values (tests and the sandbox pass a fixed one).
+    """
+
+    def __init__(self, url: str, *, clock: Clock = utc_now, echo: bool = False) -> None:
+        self._url = url
+        self.clock = clock
+        self.engine: Engine = create_engine(url, echo=echo)
+        self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Store({describe(self.engine.url)})"
+
+    @property
+    def description(self) -> str:
+        """The database for humans, password masked (for logs and ``doctor``)."""
+        return describe(self.engine.url)
+
+    @contextmanager
+    def transaction(self) -> Iterator[UnitOfWork]:
+        with translate_errors(self.engine.url), self._sessions.begin() as session:
+            yield UnitOfWork(session, self.clock)
+
+    def upgrade(self, revision: str = "head") -> str:
+        """Migrate this store's database; returns the revision now current."""
+        return migrate.upgrade(self._url, revision)
+
+    def check(self) -> str:
+        """Connect and check the schema is current; return its revision (for ``doctor``)."""
+        ping(self.engine)
+        revision = migrate.current(self._url)
+        expected = migrate.head()
+        if revision != expected:
+            raise StoreError(
+                f"{self.description} is at schema revision {revision or 'none'}, "
+                f"this version of crm-meetings needs {expected}",
+                hint="Run `crm-meetings db upgrade`.",
+            )
+        return revision
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.dispose()

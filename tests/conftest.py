@@ -1,0 +1,221 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), a store, a clock, sample meetings.
+
+PostgreSQL is the server at 127.0.0.1:5432, database ``test`` (override the admin URL
+with ``TEST_POSTGRES_URL``). Every test session picks a random schema prefix
+``crm_meetings_test_<hex>``; each test using ``postgres_url`` gets its own schema under it,
+reached through the connection's ``search_path`` and dropped afterwards, so parallel runs
+never collide. When the server cannot be reached the tests skip — unless ``CI=true``, where
+they fail: CI must not pass by silently testing SQLite only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import NullPool
+
+from crm_meetings.model import (
+    CrmKind,
+    Invitee,
+    Meeting,
+    Person,
+    RecordRef,
+    ResponseStatus,
+    new_meeting,
+)
+from crm_meetings.store import Store, default_sqlite_url, upgrade
+
+POSTGRES_ENV = "TEST_POSTGRES_URL"
+POSTGRES_ROLES = ("postgres", "root")
+SCHEMA_PREFIX = "crm_meetings_test_"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def postgres_unavailable(reason: str) -> NoReturn:
+    """Skip, or with ``CI=true`` fail, because PostgreSQL cannot be used."""
+    message = f"PostgreSQL at 127.0.0.1:5432 is not available: {reason}"
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"{message} (CI=true: the PostgreSQL tests must run)", pytrace=False)
+    pytest.skip(message)
+
+
+def _admin_urls() -> list[URL]:
+    explicit = os.environ.get(POSTGRES_ENV)
+    if explicit:
+        url = sa.make_url(explicit)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return [url]
+    return [
+        URL.create(
+            "postgresql+psycopg", username=role, host="127.0.0.1", port=5432, database="test"
+        )
+        for role in POSTGRES_ROLES
+    ]
+
+
+@dataclass
+class PostgresServer:
+    """A reachable server and this session's schema prefix."""
+
+    engine: Engine
+    prefix: str = field(default_factory=lambda: f"{SCHEMA_PREFIX}{secrets.token_hex(4)}")
+    _numbers: Iterator[int] = field(default_factory=itertools.count)
+
+    def create_schema(self) -> str:
+        schema = f"{self.prefix}_{next(self._numbers)}"
+        with self.engine.connect() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        return schema
+
+    def drop_schema(self, schema: str) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(sa.text("SET lock_timeout = '10s'"))
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+    def url_for(self, schema: str) -> str:
+        url = self.engine.url.update_query_dict({"options": f"-csearch_path={schema}"})
+        return url.render_as_string(hide_password=False)
+
+    def leftover_schemas(self) -> list[str]:
+        with self.engine.connect() as connection:
+            return list(
+                connection.scalars(
+                    sa.text("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, :prefix)"),
+                    {"prefix": self.prefix},
+                )
+            )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    reasons: list[str] = []
+    for url in _admin_urls():
+        engine = sa.create_engine(
+            url,
+            poolclass=NullPool,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"connect_timeout": 3},
+        )
+        try:
+            with engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except sa.exc.DBAPIError as error:
+            engine.dispose()
+            reasons.append(f"{url.render_as_string()}: {str(error.orig).strip()}")
+            continue
+        server = PostgresServer(engine)
+        try:
+            yield server
+        finally:
+            for schema in server.leftover_schemas():
+                server.drop_schema(schema)
+            engine.dispose()
+        return
+    postgres_unavailable("; ".join(reasons))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A URL whose ``search_path`` is a fresh, empty schema of its own."""
+    schema = postgres_server.create_schema()
+    try:
+        yield postgres_server.url_for(schema)
+    finally:
+        postgres_server.drop_schema(schema)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The default SQLite URL in a data directory that does not exist yet."""
+    return default_sqlite_url(tmp_path / "data")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """An empty database: each test using it runs on SQLite and on PostgreSQL."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+class Clock:
+    """A clock that only moves when told to (``advance``)."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(store_url: str, clock: Clock) -> Iterator[Store]:
+    """A migrated store on each backend, its clock fixed at ``T0``."""
+    upgrade(store_url)
+    with Store(store_url, clock=clock) as opened:
+        yield opened
+
+
+MeetingFactory = Callable[..., Meeting]
+
+
+@pytest.fixture
+def make_meeting() -> MeetingFactory:
+    """Build a complete meeting (every field set); keyword arguments override fields."""
+    numbers = itertools.count(1)
+
+    def build(**overrides: Any) -> Meeting:
+        n = next(numbers)
+        fields: dict[str, Any] = {
+            "crm": CrmKind.SALESFORCE,
+            "subject": f"Quarterly review {n}",
+            "start": T0 + timedelta(days=n),
+            "end": T0 + timedelta(days=n, hours=1),
+            "timezone": "Europe/Paris",
+            "organizer": Person("olivia@acme.example", "Olivia Organizer"),
+            "now": T0,
+            "id_factory": lambda: f"m{n:04d}",
+            "crm_record_id": f"00U{n:015d}",
+            "description": "Agenda:\n1. numbers\n2. next steps",
+            "notes": "internal",
+            "location": "Room 4",
+            "join_url": f"https://zoom.example/j/{n}",
+            "invitees": (
+                Invitee(
+                    "zed@client.example",
+                    "Zed",
+                    ResponseStatus.ACCEPTED,
+                    crm_relation=RecordRef("Contact", f"003{n}"),
+                ),
+                Invitee("amy@client.example", "Amy", optional=True),
+                Invitee("bob@acme.example", "Bob", ResponseStatus.DECLINED),
+            ),
+            "related": (RecordRef("Account", "001A"), RecordRef("Opportunity", f"006{n}")),
+            "record_type": "Customer_Meeting",
+            "provider": "zoom",
+            "provider_meeting_id": f"8{n:09d}",
+            "crm_modified_at": T0 - timedelta(minutes=5),
+        }
+        fields.update(overrides)
+        return new_meeting(**fields)
+
+    return build
