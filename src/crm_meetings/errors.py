@@ -5,6 +5,7 @@
     ├── ValidationError             bad input (carries the field name)
     ├── NotFoundError               a record, meeting or object does not exist
     ├── ConflictError               someone changed it first / it is in the wrong state
+    ├── UnauthenticatedError        an inbound request's signature or key did not verify
     ├── PermissionDeniedError       the caller may not do this
     ├── NoSessionExistsError        the meeting was never started, so there is no history
     ├── StoreError                  the database cannot be reached or migrated
@@ -37,6 +38,7 @@ __all__ = [
     "RefreshFailedError",
     "RemoteError",
     "StoreError",
+    "UnauthenticatedError",
     "ValidationError",
 ]
 
@@ -108,6 +110,14 @@ class ConflictError(CrmMeetingsError):
     code = "conflict"
     http_status = 409
     default_hint = "Reload the meeting to see its current state, then try again."
+
+
+class UnauthenticatedError(CrmMeetingsError):
+    """An inbound request could not be authenticated (bad, stale or replayed signature)."""
+
+    code = "unauthenticated"
+    http_status = 401
+    default_hint = "Open the panel again from the CRM record page to get a fresh signed request."
 
 
 class PermissionDeniedError(CrmMeetingsError, PermissionError):

@@ -1,0 +1,1 @@
+"""HTTP API, record-page panel and admin page."""
