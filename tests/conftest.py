@@ -43,7 +43,7 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 def postgres_unavailable(reason: str) -> NoReturn:
     """Skip, or with ``CI=true`` fail, because PostgreSQL cannot be used."""
-    message = f"PostgreSQL at 127.0.0.1:5432 is not available: {reason}"
+    message = f"PostgreSQL is not available to the tests: {reason}"
     if os.environ.get("CI", "").strip().lower() == "true":
         pytest.fail(f"{message} (CI=true: the PostgreSQL tests must run)", pytrace=False)
     pytest.skip(message)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +13,9 @@ from crm_meetings.errors import StoreError
 from crm_meetings.store import Store, create_engine, current, downgrade, head, upgrade
 from crm_meetings.store.migrate import MIGRATIONS_DIR
 from crm_meetings.store.tables import Base
+
+if TYPE_CHECKING:  # fixtures' types, from tests/conftest.py
+    from conftest import MeetingFactory
 
 
 def _tables(url: str) -> set[str]:
@@ -103,3 +106,15 @@ def test_a_store_that_was_never_upgraded_says_to_run_db_upgrade(store_url: str) 
         assert "crm-meetings db upgrade" in missing.value.hint
         assert store.upgrade() == head()
         assert store.check() == head()
+
+
+def test_an_in_memory_store_migrates_through_its_own_engine(make_meeting: MeetingFactory) -> None:
+    meeting = make_meeting()
+    with Store("sqlite://") as store:
+        assert store.upgrade() == head()
+        with store.transaction() as uow:
+            uow.meetings.add(meeting)
+            foreign_keys = uow.session.execute(sa.text("PRAGMA foreign_keys")).scalar()
+        with store.transaction() as uow:
+            assert uow.meetings.get(meeting.id) == meeting
+    assert foreign_keys == 1  # switched back on after the migration

@@ -81,15 +81,11 @@ def _is_file_database(url: URL) -> bool:
     return bool(database) and database != ":memory:" and not database.startswith("file:")
 
 
-def create_engine(url: str | URL, *, foreign_keys: bool = True, echo: bool = False) -> Engine:
-    """An engine for ``url``; for a SQLite file, its directory is created on first use.
-
-    ``foreign_keys=False`` is for migrations only: SQLite rebuilds tables in batch mode,
-    and dropping a parent table with enforcement on would cascade into its children.
-    """
+def create_engine(url: str | URL, *, echo: bool = False) -> Engine:
+    """An engine for ``url``; for a SQLite file, its directory is created on first use."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, foreign_keys=foreign_keys, echo=echo)
+        return _sqlite_engine(parsed, echo=echo)
     if parsed.get_backend_name() != "postgresql":
         raise StoreError(
             f"{describe(parsed)}: unsupported database {parsed.get_backend_name()!r}",
@@ -101,7 +97,7 @@ def create_engine(url: str | URL, *, foreign_keys: bool = True, echo: bool = Fal
     return sa.create_engine(parsed, echo=echo, pool_pre_ping=True, connect_args=connect_args)
 
 
-def _sqlite_engine(url: URL, *, foreign_keys: bool, echo: bool) -> Engine:
+def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
     file_based = _is_file_database(url)
     if file_based:
         directory = Path(str(url.database)).expanduser().parent
@@ -119,7 +115,7 @@ def _sqlite_engine(url: URL, *, foreign_keys: bool, echo: bool) -> Engine:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN, see _on_begin
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+            cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
             if file_based:
                 cursor.execute("PRAGMA journal_mode=WAL")

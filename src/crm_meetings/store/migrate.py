@@ -3,8 +3,7 @@
 There is no ``alembic.ini``: the Alembic configuration is built here, with its script
 location inside the package. Each command runs in one transaction on one connection, so a
 failed migration leaves the schema as it was (SQLite and PostgreSQL both have
-transactional DDL). On SQLite, foreign keys are off while tables are rebuilt in batch mode
-and checked before the commit.
+transactional DDL); see :func:`migration_connection`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from crm_meetings.errors import StoreError
 from crm_meetings.store.db import create_engine, describe, normalize_url, translate_errors
@@ -31,6 +30,7 @@ __all__ = [
     "downgrade",
     "head",
     "is_current",
+    "migration_connection",
     "upgrade",
 ]
 
@@ -60,47 +60,89 @@ def _revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-@contextmanager
-def _migrating(url: str) -> Iterator[tuple[Config, Connection]]:
-    """One connection in one transaction, handed to ``env.py``; commits on success."""
-    engine = create_engine(url, foreign_keys=False)
+def _set_sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    # Outside any transaction, where SQLite honours it: straight on the driver connection,
+    # since a statement through SQLAlchemy would begin one first.
+    cursor = connection.connection.cursor()
     try:
-        with translate_errors(engine.url), engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            try:
-                yield config, connection
-            except CommandError as error:
-                raise StoreError(
-                    f"Cannot migrate {describe(engine.url)}: {error}",
-                    hint=f"Known revisions run from 'base' to '{head()}'.",
-                ) from error
-            if connection.dialect.name == "sqlite":
-                _check_foreign_keys(connection, url)
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()
+
+
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that commits on success, as migrations need it.
+
+    On SQLite, foreign keys are off meanwhile (batch mode rebuilds tables, and dropping a
+    parent table with enforcement on would cascade into its children) and checked before
+    the commit; they are switched on again before the connection returns to the pool.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    with translate_errors(engine.url), engine.connect() as connection:
+        if sqlite:
+            _set_sqlite_foreign_keys(connection, on=False)
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    _check_foreign_keys(connection)
+        finally:
+            if sqlite:
+                _set_sqlite_foreign_keys(connection, on=True)
+
+
+@contextmanager
+def _engine_for(target: str | Engine) -> Iterator[Engine]:
+    if isinstance(target, Engine):
+        yield target
+        return
+    engine = create_engine(target)
+    try:
+        yield engine
     finally:
         engine.dispose()
 
 
-def _check_foreign_keys(connection: Connection, url: str) -> None:
+@contextmanager
+def _migrating(target: str | Engine) -> Iterator[tuple[Config, Connection]]:
+    """The Alembic config and the connection ``env.py`` will use."""
+    with _engine_for(target) as engine, migration_connection(engine) as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        try:
+            yield config, connection
+        except CommandError as error:
+            raise StoreError(
+                f"Cannot migrate {describe(engine.url)}: {error}",
+                hint=f"Known revisions run from 'base' to '{head()}'.",
+            ) from error
+
+
+def _check_foreign_keys(connection: Connection) -> None:
     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if broken:
         tables = sorted({str(row[0]) for row in broken})
         raise StoreError(
-            f"Migrating {describe(url)} would leave {len(broken)} rows with dangling "
-            f"references in {', '.join(tables)}; nothing was changed",
+            f"Migrating {describe(connection.engine.url)} would leave {len(broken)} rows with "
+            f"dangling references in {', '.join(tables)}; nothing was changed",
             hint="Report this with the output of `crm-meetings doctor`.",
         )
 
 
-def upgrade(url: str, revision: str = "head") -> str:
-    """Migrate the database at ``url`` up to ``revision``; return the revision now current."""
+def upgrade(url: str | Engine, revision: str = "head") -> str:
+    """Migrate the database at ``url`` up to ``revision``; return the revision now current.
+
+    An :class:`Engine` works too (``Store.upgrade`` passes its own, which is what keeps an
+    in-memory SQLite database usable).
+    """
     with _migrating(url) as (config, connection):
         command.upgrade(config, revision)
         now = _revision_of(connection)
     return now or "base"
 
 
-def downgrade(url: str, revision: str) -> str | None:
+def downgrade(url: str | Engine, revision: str) -> str | None:
     """Migrate down to ``revision`` (``"base"`` drops everything); return the current one."""
     with _migrating(url) as (config, connection):
         command.downgrade(config, revision)
@@ -108,16 +150,12 @@ def downgrade(url: str, revision: str) -> str | None:
     return now
 
 
-def current(url: str) -> str | None:
+def current(url: str | Engine) -> str | None:
     """The revision the database at ``url`` is at; ``None`` when it was never migrated."""
-    engine = create_engine(url)
-    try:
-        with translate_errors(engine.url), engine.connect() as connection:
-            return _revision_of(connection)
-    finally:
-        engine.dispose()
+    with _engine_for(url) as engine, translate_errors(engine.url), engine.connect() as connection:
+        return _revision_of(connection)
 
 
-def is_current(url: str) -> bool:
+def is_current(url: str | Engine) -> bool:
     """Whether the database is at :func:`head` (what ``doctor`` reports)."""
     return current(url) == head()

@@ -77,7 +77,6 @@ class Store:
     """
 
     def __init__(self, url: str, *, clock: Clock = utc_now, echo: bool = False) -> None:
-        self._url = url
         self.clock = clock
         self.engine: Engine = create_engine(url, echo=echo)
         self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
@@ -97,12 +96,12 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> str:
         """Migrate this store's database; returns the revision now current."""
-        return migrate.upgrade(self._url, revision)
+        return migrate.upgrade(self.engine, revision)
 
     def check(self) -> str:
         """Connect and check the schema is current; return its revision (for ``doctor``)."""
         ping(self.engine)
-        revision = migrate.current(self._url)
+        revision = migrate.current(self.engine)
         expected = migrate.head()
         if revision != expected:
             raise StoreError(

@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from crm_meetings.store.db import create_engine
+from crm_meetings.store.migrate import migration_connection
 from crm_meetings.store.tables import Base
 
 config = context.config
@@ -46,9 +47,9 @@ def run_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     if not url:
         raise RuntimeError("set sqlalchemy.url or pass a connection in config.attributes")
-    engine = create_engine(url, foreign_keys=False)
+    engine = create_engine(url)
     try:
-        with engine.begin() as connection:
+        with migration_connection(engine) as connection:
             _configure(connection)
             context.run_migrations()
     finally:
