@@ -1,14 +1,88 @@
-"""The `crm-meetings` command line (Typer + rich)."""
+"""The `crm-meetings` command line (Typer + rich).
+
+Exit status: 0 when all went well, 1 when it did not (a :class:`CrmMeetingsError` is shown
+as its message and hint, without a traceback), 2 for a usage error (Click's own).
+"""
 
 from __future__ import annotations
 
+import json
+import tempfile
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+from rich.text import Text
 
 from crm_meetings import __version__
+from crm_meetings.commands import (
+    Check,
+    CheckResult,
+    CliState,
+    DemoRun,
+    Step,
+    console,
+    print_error,
+    settings,
+    state,
+    store_url,
+)
+from crm_meetings.config import NOT_SET, Settings
+from crm_meetings.errors import CrmMeetingsError
+from crm_meetings.model import Invitee, Person, RecordRef, new_meeting
+from crm_meetings.redaction import redact
+
+__all__ = ["DEMO_STEPS", "DOCTOR_CHECKS", "app", "main"]
+
 
 app = typer.Typer(
-    help="crm-meetings: meetings, calendars and CRMs in agreement.", no_args_is_help=True
+    help="crm-meetings: meetings, calendars and CRMs in agreement.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
+config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Settings file [default: $CRM_MEETINGS_CONFIG, else ./crm-meetings.toml].",
+            dir_okay=False,
+        ),
+    ] = None,
+    log_json: Annotated[
+        bool | None,
+        typer.Option("--log-json/--log-console", help="Log JSON lines (default: [log].json)."),
+    ] = None,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(case_sensitive=False, help="Lowest level logged (default: [log].level)."),
+    ] = None,
+) -> None:
+    """Global options; logs go to stderr."""
+    cli_state = CliState(
+        config_path=config, log_json=log_json, log_level=log_level.value if log_level else None
+    )
+    ctx.obj = cli_state
+    cli_state.configure_logging()
 
 
 @app.command()
@@ -17,5 +91,211 @@ def version() -> None:
     typer.echo(__version__)
 
 
+# --- config ---------------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+) -> None:
+    """Print the effective settings; secrets are shown as *** (or "(not set)")."""
+    values = settings(ctx).redacted()
+    if as_json:
+        typer.echo(json.dumps(values, indent=2))
+        return
+    typer.echo(f"# from {state(ctx).config_source()}; secrets hidden")
+    typer.echo(_as_toml(values))
+
+
+def _as_toml(values: dict[str, dict[str, Any]]) -> str:
+    """TOML text of the redacted settings; unset keys become comments."""
+    lines: list[str] = []
+    for section, keys in values.items():
+        lines += ["", f"[{section}]"]
+        for key, value in keys.items():
+            if value is None or value == NOT_SET:
+                lines.append(f"# {key} = (not set)")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines).lstrip("\n")
+
+
+# --- db -------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Create or migrate the configured database to the newest schema."""
+    from crm_meetings.store import db, migrate
+
+    url = store_url(settings(ctx))
+    before = migrate.current(url)
+    after = migrate.upgrade(url, revision)
+    console.print(Text(f"{db.describe(url)}: {before or 'empty'} → {after}"))
+
+
+# --- doctor ---------------------------------------------------------------------------
+
+
+def check_store(settings: Settings) -> CheckResult:
+    """The database answers and its schema is at the newest revision."""
+    from crm_meetings.store import db, migrate
+
+    url = store_url(settings)
+    parsed = db.normalize_url(url)
+    name = db.describe(parsed)
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    fix = "Run `crm-meetings db upgrade`."
+    if file and file != ":memory:" and not file.startswith("file:") and not Path(file).exists():
+        return CheckResult("store", False, f"{name} does not exist yet", fix)
+    now, head = migrate.current(url), migrate.head()
+    if now != head:
+        return CheckResult("store", False, f"{name} is at {now or 'no revision'}, not {head}", fix)
+    return CheckResult("store", True, f"{name} at revision {head}")
+
+
+#: what ``doctor`` checks once the settings load; each feature appends its own
+DOCTOR_CHECKS: list[Check] = [check_store]
+
+
+def _run_check(check: Check, settings: Settings) -> CheckResult:
+    name = check.__name__.removeprefix("check_").replace("_", " ")
+    try:
+        return check(settings)
+    except CrmMeetingsError as error:
+        return CheckResult(name, False, error.message, error.hint)
+    except Exception as error:  # a check must never stop the others
+        return CheckResult(name, False, redact(f"{type(error).__name__}: {error}"))
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check the settings, the database and every enabled service; exit 1 if any fails."""
+    cli_state = state(ctx)
+    try:
+        loaded = cli_state.settings()
+    except CrmMeetingsError as error:
+        results = [CheckResult("configuration", False, error.message, error.hint)]
+    else:
+        results = [CheckResult("configuration", True, f"loaded {cli_state.config_source()}")]
+        results += [_run_check(check, loaded) for check in DOCTOR_CHECKS]
+    table = Table(title="crm-meetings doctor")
+    for column in ("check", "", "detail", "to fix"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        mark = Text("ok", style="green") if result.ok else Text("FAIL", style="bold red")
+        table.add_row(result.name, mark, Text(result.detail), Text(result.fix))
+    console.print(table)
+    failed = [result.name for result in results if not result.ok]
+    if failed:
+        console.print(Text(f"{len(failed)} check(s) failed: {', '.join(failed)}", style="red"))
+        raise typer.Exit(1)
+    console.print(Text("All checks passed.", style="green"))
+
+
+# --- demo -----------------------------------------------------------------------------
+
+
+def step_create_store(run: DemoRun) -> str:
+    """A throwaway SQLite database in the scratch directory."""
+    from crm_meetings.store import db
+
+    run.store_url = db.default_sqlite_url(run.workdir)
+    return f"created {db.describe(run.store_url)}"
+
+
+def step_migrate(run: DemoRun) -> str:
+    """Bring the new database to the newest schema."""
+    from crm_meetings.store import migrate
+
+    before = migrate.current(run.store_url)
+    return f"migrated {before or 'empty'} → {migrate.upgrade(run.store_url)}"
+
+
+def step_store_meeting(run: DemoRun) -> str:
+    """Save one sample meeting."""
+    from crm_meetings.store import Store
+
+    meeting = new_meeting(
+        crm="salesforce",
+        subject="Quarterly business review",
+        start=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+        end=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+        timezone="Europe/Paris",
+        organizer=Person("alice@example.com", "Alice Martin"),
+        now=datetime.now(UTC),
+        invitees=(Invitee("bob@example.org", "Bob Stone"),),
+        related=(RecordRef("Opportunity", "006000000000001AAA"),),
+    )
+    with Store(run.store_url) as store, store.transaction() as uow:
+        run.meeting = uow.meetings.add(meeting)
+    return f"saved meeting {meeting.id} {meeting.subject!r} ({meeting.uid})"
+
+
+def step_read_back(run: DemoRun) -> str:
+    """Read the meeting back and compare it with what was saved."""
+    from crm_meetings.store import Store
+
+    assert run.meeting is not None, "step_store_meeting runs first"
+    with Store(run.store_url) as store, store.transaction() as uow:
+        loaded = uow.meetings.get(run.meeting.id)
+    if loaded != run.meeting:
+        raise CrmMeetingsError(
+            f"meeting {run.meeting.id} read back differs from what was saved",
+            hint="Report this with the demo's report.json.",
+        )
+    return f"read back meeting {loaded.id}: identical, {len(loaded.invitees)} invitee(s)"
+
+
+#: the demo scenario, in order; a failed step stops the run
+DEMO_STEPS: list[Step] = [step_create_store, step_migrate, step_store_meeting, step_read_back]
+
+
+def _run_step(step: Step, run: DemoRun) -> dict[str, Any]:
+    name = step.__name__.removeprefix("step_").replace("_", " ")
+    try:
+        return {"step": name, "ok": True, "detail": step(run)}
+    except CrmMeetingsError as error:
+        return {"step": name, "ok": False, "detail": error.message, "hint": error.hint}
+    except Exception as error:  # the report must say what broke
+        return {"step": name, "ok": False, "detail": redact(f"{type(error).__name__}: {error}")}
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path,
+        typer.Option(help="Directory for report.json (created; files in it are replaced)."),
+    ] = Path("demo-output"),
+) -> None:
+    """Run the scenario on a throwaway store and write what happened to OUT/report.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    steps: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="crm-meetings-demo-") as scratch:
+        run = DemoRun(out=out, workdir=Path(scratch))
+        for step in DEMO_STEPS:
+            steps.append(_run_step(step, run))
+            mark = Text("✓ ", style="green") if steps[-1]["ok"] else Text("✗ ", style="red")
+            console.print(mark + Text(f"{steps[-1]['step']}: {steps[-1]['detail']}"))
+            if not steps[-1]["ok"]:
+                break
+    ok = all(step["ok"] for step in steps) and len(steps) == len(DEMO_STEPS)
+    report = {"version": __version__, "ok": ok, "steps": steps}
+    report_file = out / "report.json"
+    report_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    console.print(Text(f"Report: {report_file}"))
+    if not ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
-    app()
+    """The console-script entry point: a :class:`CrmMeetingsError` becomes exit status 1."""
+    try:
+        app()
+    except CrmMeetingsError as error:
+        print_error(error)
+        raise SystemExit(1) from None
