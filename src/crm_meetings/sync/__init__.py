@@ -1,0 +1,1 @@
+"""History sync: the engine, checkpoints, run claims and the APScheduler wiring."""
