@@ -162,7 +162,7 @@ def check_store(settings: Settings) -> CheckResult:
 DOCTOR_CHECKS: list[Check] = [check_store]
 
 
-def _run_check(check: Check, settings: Settings) -> CheckResult:
+def _run_check(check: Check, settings: Settings) -> CheckResult | None:
     name = check.__name__.removeprefix("check_").replace("_", " ")
     try:
         return check(settings)
@@ -181,8 +181,10 @@ def doctor(ctx: typer.Context) -> None:
     except CrmMeetingsError as error:
         results = [CheckResult("configuration", False, error.message, error.hint)]
     else:
-        results = [CheckResult("configuration", True, f"loaded {cli_state.config_source()}")]
-        results += [_run_check(check, loaded) for check in DOCTOR_CHECKS]
+        services = ", ".join(loaded.enabled_services()) or "none"
+        detail = f"loaded {cli_state.config_source()}; enabled: {services}"
+        results = [CheckResult("configuration", True, detail)]
+        results += [r for check in DOCTOR_CHECKS if (r := _run_check(check, loaded)) is not None]
     table = Table(title="crm-meetings doctor")
     for column in ("check", "", "detail", "to fix"):
         table.add_column(column, overflow="fold")

@@ -26,7 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
@@ -214,6 +214,7 @@ class StoreSettings(Section):
         password = urlsplit(self.url).password if self.url else None
         if password:
             yield password
+            yield unquote(password)  # what the driver sends, e.g. p@ss for p%40ss
 
     def redacted(self) -> dict[str, Any]:
         values = super().redacted()
@@ -480,6 +481,14 @@ class Settings(BaseSettings):
         """``(name, section)`` in declaration order."""
         for name in self.section_types():
             yield name, getattr(self, name)
+
+    def enabled_services(self) -> list[str]:
+        """The CRMs and conferencing providers switched on, e.g. ``["salesforce", "zoom"]``."""
+        return [
+            name
+            for name, section in self.sections()
+            if isinstance(section, _Remote) and section.enabled
+        ]
 
     def secret_values(self) -> list[str]:
         """Every secret string loaded, for :func:`crm_meetings.redaction.register_secrets`."""

@@ -132,6 +132,9 @@ def test_db_upgrade_then_doctor(workdir: Path) -> None:
     after = run("doctor", cwd=workdir)
     assert after.returncode == 0, after.stdout
     assert f"at revision {head()}" in after.stdout
+    assert "defaults and CRM_MEETINGS_* variables (no crm-meetings.toml); enabled: none" in (
+        after.stdout
+    )
     assert "All checks passed." in after.stdout
 
 

@@ -348,3 +348,23 @@ def test_every_credential_is_a_secret(model: type[Section]) -> None:
     secrets = model.secret_keys()
     assert "client_secret" in secrets
     assert "client_id" not in secrets
+
+
+def test_enabled_services_lists_crms_and_providers_switched_on() -> None:
+    env = {
+        "CRM_MEETINGS_HUBSPOT__ENABLED": "true",
+        "CRM_MEETINGS_HUBSPOT__ACCESS_TOKEN": "pat-na1-token",
+        "CRM_MEETINGS_ZOOM__ENABLED": "true",
+        "CRM_MEETINGS_ZOOM__ACCOUNT_ID": "acc",
+        "CRM_MEETINGS_ZOOM__CLIENT_ID": "cid",
+        "CRM_MEETINGS_ZOOM__CLIENT_SECRET": "zoom-client-secret",
+    }
+    assert load_settings(env=env).enabled_services() == ["hubspot", "zoom"]
+    assert load_settings(env={}).enabled_services() == []
+
+
+def test_store_url_password_is_registered_encoded_and_decoded() -> None:
+    env = {"CRM_MEETINGS_STORE__URL": "postgresql://crm:p%40ss-word-42@db:5432/crm"}
+    settings = load_settings(env=env)
+    assert settings.redacted()["store"]["url"] == f"postgresql://crm:{MASK}@db:5432/crm"
+    assert redact("password p@ss-word-42 rejected") == f"password {MASK} rejected"

@@ -72,8 +72,9 @@ class CliState:
     def config_source(self) -> str:
         """Where settings come from, for humans."""
         path, _ = resolve_config_path(self.config_path, self.env)
-        found = path.is_file()
-        return f"{path}{'' if found else ' (not found)'} and CRM_MEETINGS_* variables"
+        if path.is_file():
+            return f"{path} and CRM_MEETINGS_* variables"
+        return f"defaults and CRM_MEETINGS_* variables (no {path})"
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -115,8 +116,9 @@ class CheckResult:
     fix: str = ""
 
 
-#: a ``doctor`` check: look at one thing, never change it
-Check = Callable[[Settings], CheckResult]
+#: a ``doctor`` check: look at one thing, never change it; ``None`` when it does not apply
+#: (e.g. a CRM that is not enabled)
+Check = Callable[[Settings], CheckResult | None]
 
 
 @dataclass(slots=True)
