@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from crm_meetings.errors import StoreError
 from crm_meetings.store import Store, create_engine, current, downgrade, head, upgrade
-from crm_meetings.store.migrate import MIGRATIONS_DIR
+from crm_meetings.store.migrate import MIGRATIONS_DIR, alembic_config
 from crm_meetings.store.tables import Base
 
 if TYPE_CHECKING:  # fixtures' types, from tests/conftest.py
@@ -118,3 +120,20 @@ def test_an_in_memory_store_migrates_through_its_own_engine(make_meeting: Meetin
         with store.transaction() as uow:
             assert uow.meetings.get(meeting.id) == meeting
     assert foreign_keys == 1  # switched back on after the migration
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///unused.db", "CREATE TABLE meetings"),
+        ("postgresql://dba@db.example/crm", "TIMESTAMP WITH TIME ZONE"),
+    ],
+)
+def test_offline_mode_renders_sql_for_a_dba_without_connecting(url: str, expected: str) -> None:
+    config = alembic_config(url)
+    config.output_buffer = io.StringIO()
+    command.upgrade(config, "0001", sql=True)
+    script = config.output_buffer.getvalue()
+    assert expected in script
+    assert "CONSTRAINT uq_meetings_org_id_crm_crm_record_id UNIQUE" in script
+    assert "INSERT INTO alembic_version (version_num) VALUES ('0001')" in script

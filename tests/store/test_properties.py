@@ -26,7 +26,9 @@ line = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), ma
 text = st.text(
     st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")) | st.just("\n"), max_size=60
 )
-emails = st.from_regex(r"[a-z][a-z0-9.]{0,8}[a-z0-9]@[a-z]{1,8}\.(com|org|example)", fullmatch=True)
+emails = st.from_regex(
+    r"[a-z][a-z0-9]{0,6}(\.[a-z0-9]{1,4})?@[a-z]{1,8}\.(com|org|example)", fullmatch=True
+)
 idents = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,15}", fullmatch=True)
 refs = st.builds(RecordRef, idents, idents)
 instants = st.datetimes(

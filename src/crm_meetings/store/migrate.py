@@ -17,6 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
@@ -49,8 +50,13 @@ def alembic_config(url: str | None = None) -> Config:
 
 def head() -> str:
     """The newest revision the installed code knows."""
-    script = ScriptDirectory.from_config(alembic_config())
-    revision = script.get_current_head()
+    try:
+        revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    except (CommandError, RevisionError) as error:
+        raise StoreError(
+            f"The installed migrations in {MIGRATIONS_DIR} are inconsistent: {error}",
+            hint="Reinstall crm-meetings; each revision must build on exactly one other.",
+        ) from error
     if revision is None:  # pragma: no cover - the package always ships 0001
         raise StoreError("No migrations are installed", hint="Reinstall crm-meetings.")
     return revision
