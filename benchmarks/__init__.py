@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: run with ``make bench`` (never part of ``make test``)."""

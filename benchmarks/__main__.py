@@ -1,0 +1,54 @@
+"""Run every benchmark module (``benchmarks/*.py`` with a ``main() -> str``) and keep the tables.
+
+Each module's ``main`` returns a Markdown table; the tables are printed and written to
+``benchmarks/results/<date>-<host>.md`` so anyone can re-run and compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def discover() -> list[str]:
+    return sorted(
+        p.stem for p in HERE.glob("*.py") if not p.stem.startswith("_") and p.stem != "common"
+    )
+
+
+def machine() -> str:
+    cpus = os.cpu_count() or 0
+    return (
+        f"{platform.node()} ({platform.machine()}, {cpus} CPUs, Python {platform.python_version()})"
+    )
+
+
+def run(names: list[str]) -> str:
+    sections = [f"# Benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on {machine()}", ""]
+    for name in names:
+        module = importlib.import_module(f"benchmarks.{name}")
+        print(f"== {name}", file=sys.stderr)
+        sections += [f"## {name}", "", module.main().rstrip(), ""]
+    return "\n".join(sections)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help="benchmark modules to run (default: all)")
+    args = parser.parse_args()
+    report = run(args.names or discover())
+    print(report)
+    out = HERE / "results" / f"{datetime.now(UTC):%Y-%m-%d}-{platform.node() or 'host'}.md"
+    out.write_text(report + "\n", encoding="utf-8")
+    print(f"\nwritten to {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
