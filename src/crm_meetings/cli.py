@@ -64,17 +64,21 @@ def _root(
         Path | None,
         typer.Option(
             "--config",
-            help="Settings file [default: $CRM_MEETINGS_CONFIG, else ./crm-meetings.toml].",
+            help="Settings file (default: $CRM_MEETINGS_CONFIG, else ./crm-meetings.toml).",
             dir_okay=False,
         ),
     ] = None,
     log_json: Annotated[
         bool | None,
-        typer.Option("--log-json/--log-console", help="Log JSON lines (default: [log].json)."),
+        typer.Option(
+            "--log-json/--log-console", help="Log JSON lines (default: log.json in the settings)."
+        ),
     ] = None,
     log_level: Annotated[
         LogLevel | None,
-        typer.Option(case_sensitive=False, help="Lowest level logged (default: [log].level)."),
+        typer.Option(
+            case_sensitive=False, help="Lowest level logged (default: log.level in the settings)."
+        ),
     ] = None,
 ) -> None:
     """Global options; logs go to stderr."""
