@@ -137,3 +137,13 @@ def test_offline_mode_renders_sql_for_a_dba_without_connecting(url: str, expecte
     assert expected in script
     assert "CONSTRAINT uq_meetings_org_id_crm_crm_record_id UNIQUE" in script
     assert "INSERT INTO alembic_version (version_num) VALUES ('0001')" in script
+
+
+def test_a_database_from_a_newer_release_says_to_upgrade_crm_meetings(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    with Store(sqlite_url) as store:
+        with store.transaction() as uow:
+            uow.session.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(StoreError, match="does not know") as raised:
+            store.check()
+    assert "upgrade crm-meetings" in raised.value.hint

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from crm_meetings.errors import ConflictError, NotFoundError, ValidationError
+from crm_meetings.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from crm_meetings.model import (
     CrmKind,
     Invitee,
@@ -365,3 +365,13 @@ def test_sync_runs_record_progress_outcome_and_counters(store: Store, clock: Clo
         assert uow.runs.list_recent(limit=1) == [recent[0]]
         with pytest.raises(NotFoundError):
             uow.runs.get(10_000)
+
+
+def test_a_transaction_inside_another_is_refused_not_left_waiting(store: Store) -> None:
+    with store.transaction() as outer:
+        outer.checkpoints.set("default", "zoom", "meetings", "kept")
+        with pytest.raises(StoreError, match="already open") as raised, store.transaction():
+            pass  # pragma: no cover
+        assert "Pass the open unit of work down" in raised.value.hint
+    with store.transaction() as uow:
+        assert uow.checkpoints.get("default", "zoom", "meetings") == "kept"

@@ -31,6 +31,7 @@ __all__ = [
     "downgrade",
     "head",
     "is_current",
+    "is_known",
     "migration_connection",
     "upgrade",
 ]
@@ -60,6 +61,14 @@ def head() -> str:
     if revision is None:  # pragma: no cover - the package always ships 0001
         raise StoreError("No migrations are installed", hint="Reinstall crm-meetings.")
     return revision
+
+
+def is_known(revision: str) -> bool:
+    """Whether ``revision`` is one of the installed migrations (else a newer release made it)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except (CommandError, RevisionError):
+        return False
 
 
 def _revision_of(connection: Connection) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TypeVar
 
@@ -80,6 +81,7 @@ class Store:
         self.clock = clock
         self.engine: Engine = create_engine(url, echo=echo)
         self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
+        self._open: ContextVar[bool] = ContextVar(f"store-{id(self)}-open", default=False)
 
     def __repr__(self) -> str:
         return f"Store({describe(self.engine.url)})"
@@ -91,8 +93,20 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[UnitOfWork]:
-        with translate_errors(self.engine.url), self._sessions.begin() as session:
-            yield UnitOfWork(session, self.clock)
+        """One transaction. Opening a second inside the first (same thread or task) is an
+        error: on SQLite it would wait for the first's write lock until the busy timeout.
+        """
+        if self._open.get():
+            raise StoreError(
+                f"A transaction on {self.description} is already open here",
+                hint="Pass the open unit of work down instead of starting another one.",
+            )
+        token = self._open.set(True)
+        try:
+            with translate_errors(self.engine.url), self._sessions.begin() as session:
+                yield UnitOfWork(session, self.clock)
+        finally:
+            self._open.reset(token)
 
     def upgrade(self, revision: str = "head") -> str:
         """Migrate this store's database; returns the revision now current."""
@@ -103,6 +117,12 @@ class Store:
         ping(self.engine)
         revision = migrate.current(self.engine)
         expected = migrate.head()
+        if revision is not None and not migrate.is_known(revision):
+            raise StoreError(
+                f"{self.description} is at schema revision {revision}, which this version of "
+                f"crm-meetings does not know (it knows up to {expected})",
+                hint="A newer crm-meetings migrated this database: upgrade crm-meetings.",
+            )
         if revision != expected:
             raise StoreError(
                 f"{self.description} is at schema revision {revision or 'none'}, "
