@@ -1,0 +1,273 @@
+"""iMIP e-mail (RFC 6047): one message per recipient, carrying the iTIP calendar.
+
+Structure (RFC 6047 §2.4, as Google and Outlook send it)::
+
+    multipart/mixed
+    ├── multipart/alternative
+    │   ├── text/plain
+    │   ├── text/html                  (every user value escaped)
+    │   └── text/calendar; method=REQUEST|CANCEL; charset=UTF-8
+    └── application/ics; name=invite.ics   (attachment, for clients that want a file)
+
+Headers cannot be injected: ASCII values go through :mod:`email.headerregistry` under the
+``SMTP`` policy, which refuses CR and LF; non-ASCII subjects and names are encoded whole
+into RFC 2047 encoded-words by :class:`email.header.Header`, because CPython's folder
+leaves the spaces next to encoded-words outside them, where every reader drops them.
+The Message-ID is derived from (UID, SEQUENCE, METHOD, recipient): a resend of the same
+message carries the same id, and the bytes are the same for the same input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from email.header import Header
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP, Policy
+from email.utils import format_datetime
+from typing import Final
+
+from crm_meetings.calendar.ics import Delivery, Method, Notice, cancel, request
+from crm_meetings.calendar.invitation import Invitation, invitation, render_text
+from crm_meetings.errors import ValidationError
+from crm_meetings.model import Invitee, Meeting, MeetingStatus, Person, utc
+
+__all__ = [
+    "ATTACHMENT_NAME",
+    "OutgoingMail",
+    "Sender",
+    "compose",
+    "idempotency_key",
+    "imip_message",
+    "message_id",
+    "subject_line",
+]
+
+ATTACHMENT_NAME: Final = "invite.ics"
+_PREFIX: Final = {
+    Notice.INVITATION: "Invitation",
+    Notice.UPDATE: "Updated invitation",
+    Notice.CANCELLATION: "Cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who the mail is from: the organizer or a verified organisation address."""
+
+    address: str
+    name: str = ""
+    reply_to: str | None = None
+
+    def __post_init__(self) -> None:
+        person = Person(self.address, self.name)  # validates: bare address, single-line name
+        object.__setattr__(self, "address", person.email)
+        object.__setattr__(self, "name", person.name)
+        if self.reply_to is not None:
+            object.__setattr__(self, "reply_to", Person(self.reply_to).email)
+
+    @classmethod
+    def organizer(cls, meeting: Meeting) -> Sender:
+        """Send as the meeting's organizer."""
+        return cls(meeting.organizer.email, meeting.organizer.name)
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """One e-mail to one recipient, ready for the outbox; ``raw`` is what SMTP sends."""
+
+    meeting_uid: str
+    sequence: int
+    method: Method
+    recipient: str
+    sender: str
+    subject: str
+    message_id: str
+    idempotency_key: str
+    raw: bytes
+
+
+def idempotency_key(uid: str, sequence: int, method: Method, recipient: str) -> str:
+    """SHA-256 (hex) of what makes an iTIP message unique for one recipient."""
+    material = "\n".join((uid, str(sequence), method.value, recipient.lower()))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def message_id(key: str, domain: str) -> str:
+    """The stable Message-ID for the message with idempotency key ``key``."""
+    return f"<imip.{key[:40]}@{domain}>"
+
+
+def subject_line(notice: Notice, meeting: Meeting) -> str:
+    """``Invitation: …``, ``Updated invitation: …`` or ``Cancelled: …``."""
+    return f"{_PREFIX[notice]}: {' '.join(meeting.subject.split())}"
+
+
+def compose(
+    meeting: Meeting,
+    deliveries: Iterable[Delivery],
+    *,
+    sender: Sender,
+    now: datetime,
+    dial_in: str | None = None,
+) -> list[OutgoingMail]:
+    """Every e-mail of a plan (``plan_new`` / ``plan_edit``) for ``meeting`` as it is now."""
+    mails: list[OutgoingMail] = []
+    for delivery in deliveries:
+        build = cancel if delivery.method is Method.CANCEL else request
+        ics = build(meeting, recipients=delivery.recipients, now=now)
+        for recipient in delivery.recipients:
+            mail = imip_message(
+                meeting,
+                delivery.notice,
+                recipient,
+                ics=ics,
+                sender=sender,
+                now=now,
+                dial_in=dial_in,
+            )
+            mails.append(mail)
+    return mails
+
+
+def imip_message(
+    meeting: Meeting,
+    notice: Notice,
+    recipient: Invitee,
+    *,
+    ics: bytes,
+    sender: Sender,
+    now: datetime,
+    dial_in: str | None = None,
+) -> OutgoingMail:
+    """One iMIP message; ``ics`` is the calendar from ``request`` or ``cancel``."""
+    method = notice.method
+    if f"\r\nMETHOD:{method.value}\r\n".encode() not in ics:
+        raise ValidationError("ics", f"is not a METHOD:{method.value} calendar")
+    key = idempotency_key(meeting.uid, meeting.sequence, method, recipient.email)
+    mid = message_id(key, sender.domain)
+    subject = subject_line(notice, meeting)
+    parts = invitation(meeting, dial_in=dial_in)
+    heading = _heading(notice, meeting)
+
+    message = EmailMessage(policy=SMTP)
+    message["From"] = _mailbox("From", sender.name, sender.address)
+    message["To"] = _mailbox("To", recipient.name, recipient.email)
+    if sender.reply_to:
+        message["Reply-To"] = Address(addr_spec=sender.reply_to)
+    message["Subject"] = _text_header("Subject", subject)
+    message["Date"] = format_datetime(utc(now, "now"))
+    message["Message-ID"] = mid
+    message["Content-Class"] = "urn:content-classes:calendarmessage"
+    text = f"{heading}\n\n{render_text(parts)}"
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(
+        _html(heading, parts), subtype="html", charset="utf-8", cte="quoted-printable"
+    )
+    message.add_alternative(
+        ics,
+        maintype="text",
+        subtype="calendar",
+        cte="base64",
+        params={"method": method.value, "charset": "UTF-8"},
+    )
+    message.add_attachment(
+        ics, maintype="application", subtype="ics", cte="base64", filename=ATTACHMENT_NAME
+    )
+    for index, part in enumerate(p for p in message.walk() if p.is_multipart()):
+        part.set_boundary(f"=_crm-meetings_{key[:24]}_{index}")
+    return OutgoingMail(
+        meeting_uid=meeting.uid,
+        sequence=meeting.sequence,
+        method=method,
+        recipient=recipient.email,
+        sender=sender.address,
+        subject=subject,
+        message_id=mid,
+        idempotency_key=key,
+        raw=message.as_bytes(),
+    )
+
+
+class _Encoded(str):
+    """A header value with its wire form computed by :class:`email.header.Header`.
+
+    The policy stores a value whose ``name`` matches the header as is, and writes it
+    with its ``fold`` method; the ``str`` value is the decoded text.
+    """
+
+    name: str
+    wire: str
+
+    def __new__(cls, name: str, text: str, wire: str) -> _Encoded:
+        value = super().__new__(cls, text)
+        value.name = name
+        value.wire = wire
+        return value
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self.wire}{policy.linesep}"
+
+
+def _encoded_words(name: str, text: str) -> str:
+    return Header(text, "utf-8", header_name=name).encode(linesep=SMTP.linesep)
+
+
+def _text_header(name: str, text: str) -> str:
+    return text if text.isascii() else _Encoded(name, text, _encoded_words(name, text))
+
+
+def _mailbox(name: str, display_name: str, address: str) -> Address | _Encoded:
+    if display_name.isascii():
+        return Address(display_name=display_name, addr_spec=address)
+    wire = f"{_encoded_words(name, display_name)} <{address}>"
+    return _Encoded(name, f"{display_name} <{address}>", wire)
+
+
+def _heading(notice: Notice, meeting: Meeting) -> str:
+    organizer = meeting.organizer.name or meeting.organizer.email
+    if notice is Notice.INVITATION:
+        return f"{organizer} invited you to a meeting."
+    if notice is Notice.UPDATE:
+        return f"{organizer} updated this meeting; your calendar shows the new details."
+    if meeting.status is MeetingStatus.SCHEDULED:
+        return f"{organizer} removed you from this meeting."
+    return f"{organizer} cancelled this meeting."
+
+
+def _html(heading: str, parts: Invitation) -> str:
+    """The HTML body; every value goes through ``html.escape`` (quotes included)."""
+    rows = "".join(
+        f'<tr><th align="left" valign="top">{_escape(label)}</th><td>{_cell(label, value, parts)}'
+        "</td></tr>"
+        for label, value in parts.facts
+    )
+    description = f"<p>{_lines(parts.description)}</p>" if parts.description else ""
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>'
+        f"<p>{_escape(heading)}</p><h2>{_escape(parts.title)}</h2>"
+        f"<table>{rows}</table>{description}</body></html>\n"
+    )
+
+
+def _cell(label: str, value: str, parts: Invitation) -> str:
+    if label == "Join" and parts.join_url:
+        url = _escape(parts.join_url)
+        return f'<a href="{url}">{url}</a>'
+    return _lines(value)
+
+
+def _lines(text: str) -> str:
+    return "<br>".join(_escape(line) for line in text.splitlines())
+
+
+def _escape(text: str) -> str:
+    return html.escape(text, quote=True)
