@@ -246,7 +246,8 @@ def step_read_back(run: DemoRun) -> str:
     """Read the meeting back and compare it with what was saved."""
     from crm_meetings.store import Store
 
-    assert run.meeting is not None, "step_store_meeting runs first"
+    if run.meeting is None:
+        raise CrmMeetingsError("no meeting was saved", hint="Run step_store_meeting first.")
     with Store(run.store_url) as store, store.transaction() as uow:
         loaded = uow.meetings.get(run.meeting.id)
     if loaded != run.meeting:

@@ -545,7 +545,7 @@ def _read_layers(path: Path | None, env: Mapping[str, str]) -> _Layers:
     )
 
 
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
 
 
 def _read_toml(file: Path, explicit: bool) -> dict[str, Any]:
@@ -568,11 +568,13 @@ def _read_toml(file: Path, explicit: bool) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = _TOML_POSITION.search(message)
-        if found:
-            where = f"{file}, line {found[1]}, column {found[2]}"
-            message = message[: found.start()]
-        else:
+        if found is None:
             where = str(file)
+        elif found[1]:
+            where = f"{file}, line {found[1]}, column {found[2]}"
+        else:
+            where = f"{file}, line {len(text.splitlines())}, at the end of the file"
+        message = message[: found.start()] if found else message
         raise ConfigurationError(f"{where}: invalid TOML: {message}", hint=hint) from None
 
 

@@ -67,6 +67,12 @@ def test_bad_toml_names_the_file_line_and_column(tmp_path: Path) -> None:
     assert "invalid TOML" in error.message
 
 
+def test_toml_that_ends_too_soon_names_the_last_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sync]\nhour = [1,\n")
+    error = load_error(path)
+    assert error.message == f"{path}, line 2, at the end of the file: invalid TOML: Invalid value"
+
+
 def test_unknown_key_names_its_path_and_suggests_the_closest(tmp_path: Path) -> None:
     error = load_error(write(tmp_path, "[sync]\nhuor = 3\n"))
     assert error.key == "sync.huor"
