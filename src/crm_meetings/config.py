@@ -537,12 +537,9 @@ def _read_layers(path: Path | None, env: Mapping[str, str]) -> _Layers:
     origins: dict[str, _Origin] = {}
     toml = _read_toml(file, explicit)
     _note_origins(toml, (), _Origin(f"in {file}"), origins)
-    environ = _read_env(env, origins)
-    return _Layers(
-        env=_resolve_secret_files(environ, origins),
-        toml=_resolve_secret_files(toml, origins),
-        origins=origins,
-    )
+    toml = _resolve_secret_files(toml, origins)
+    environ = _resolve_secret_files(_read_env(env, origins), origins)  # notes last: it wins
+    return _Layers(env=environ, toml=toml, origins=origins)
 
 
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")

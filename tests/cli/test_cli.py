@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,7 @@ def test_config_show_prints_toml_without_secrets(workdir: Path) -> None:
     assert 'client_secret = "***"' in result.stdout
     assert "# client_secret = (not set)" in result.stdout  # hubspot's
     assert 'url = "postgresql://crm:***@db.example:5432/crm"' in result.stdout
+    assert tomllib.loads(result.stdout)["sync"]["hour"] == 5  # the output is TOML
 
 
 def test_config_show_json_without_secrets(workdir: Path) -> None:
