@@ -19,13 +19,17 @@ _secrets: set[str] = set()
 # Short values would mask ordinary words; real tokens are long.
 _MIN_SECRET_LENGTH = 6
 
+_KEYS = (
+    r"(?:access_token|refresh_token|id_token|client_secret|password|api_key|apikey"
+    r"|session_id|secret|token)"
+)
 _PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=!-]+"),
     re.compile(r"(?i)(\bZoho-oauthtoken\s+)[A-Za-z0-9._~+/=!-]+"),
-    re.compile(
-        r"(?i)((?:access_token|refresh_token|client_secret|password|api_key|secret|token)"
-        r"[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+"
-    ),
+    # form and query strings: access_token=…&
+    re.compile(rf"(?i)(\b{_KEYS}=)[^&\s,;\"']+"),
+    # JSON: "access_token": "…"
+    re.compile(rf"(?i)(\"{_KEYS}\"\s*:\s*\")[^\"]+"),
     re.compile(r"(?i)(://[^/\s:@]+:)[^@\s/]+(@)"),
 )
 

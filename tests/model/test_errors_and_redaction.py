@@ -84,6 +84,11 @@ def test_registered_secrets_are_masked_everywhere_including_errors() -> None:
     assert "s3cr3t-client-value" not in redact("any text s3cr3t-client-value")
 
 
+def test_prose_naming_a_secret_key_is_left_readable() -> None:
+    text = "smtp.password: required when smtp.username is set"
+    assert redact(text) == text
+
+
 def test_short_values_are_not_registered_as_secrets() -> None:
     register_secret("abc")
     assert redact("abc def") == "abc def"
