@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import typer
 from aiosmtpd.controller import Controller
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -35,7 +37,8 @@ from crm_meetings.calendar.outbox import (
 from crm_meetings.commands import CliState
 from crm_meetings.commands.outbox import app as outbox_app
 from crm_meetings.model import Meeting
-from crm_meetings.store import Store, upgrade
+from crm_meetings.store import Store, create_engine, upgrade
+from crm_meetings.store.tables import Base
 
 SENDER = Sender("meetings@acme.example", "Acme Meetings")
 POLICY = OutboxPolicy(max_attempts=3, base=timedelta(minutes=1), stale_after=timedelta(minutes=5))
@@ -358,3 +361,25 @@ def test_outbox_list_and_retry_commands(
     assert retried.exit_code == 0, retried.output
     assert "1 failed message queued again." in retried.output
     assert "queued" in cli("list").output
+
+
+def only_outbox(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+    table = obj if kind == "table" else obj.table
+    return bool(table.name == "outbox_messages")
+
+
+def test_migration_0002_matches_the_outbox_model(store_url: str) -> None:
+    upgrade(store_url)
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection,
+                opts={
+                    "compare_type": True,
+                    "include_object": only_outbox,
+                },
+            )
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
