@@ -61,7 +61,9 @@ def meetings(draw: st.DrawFn) -> Meeting:
         crm=draw(st.sampled_from(CrmKind)),
         subject=draw(line.filter(str.strip)),
         start=start,
-        end=start + draw(st.timedeltas(timedelta(microseconds=1), timedelta(days=3))),
+        # add in UTC: wall-clock arithmetic in a DST zone can land before the start
+        end=start.astimezone(UTC)
+        + draw(st.timedeltas(timedelta(microseconds=1), timedelta(days=3))),
         timezone=draw(st.sampled_from(["UTC", "Europe/Paris", "Asia/Kolkata"])),
         organizer=Person(draw(emails), draw(line)),
         uid=f"{meeting_id}@crm-meetings",
