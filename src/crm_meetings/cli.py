@@ -30,6 +30,7 @@ from crm_meetings.commands import (
     state,
     store_url,
 )
+from crm_meetings.commands.outbox import app as outbox_app
 from crm_meetings.config import NOT_SET, Settings
 from crm_meetings.errors import CrmMeetingsError
 from crm_meetings.model import Invitee, Person, RecordRef, new_meeting
@@ -47,6 +48,7 @@ config_app = typer.Typer(help="Inspect the settings.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(outbox_app, name="outbox", help="See and retry queued e-mail.")
 
 
 class LogLevel(StrEnum):

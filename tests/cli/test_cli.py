@@ -187,3 +187,10 @@ def test_log_json_writes_json_lines_to_stderr(workdir: Path) -> None:
     events = [json.loads(line) for line in lines]
     assert all({"event", "level", "timestamp", "logger"} <= event.keys() for event in events)
     assert "→" in result.stdout
+
+
+def test_outbox_list_on_a_fresh_store(workdir: Path) -> None:
+    assert run("db", "upgrade", cwd=workdir).returncode == 0
+    listed = run("outbox", "list", cwd=workdir)
+    assert listed.returncode == 0, listed.stderr
+    assert "The outbox is empty." in listed.stdout
