@@ -1,0 +1,354 @@
+"""The history sync engine: what really happened at the provider, written into the CRM.
+
+For one organizer (nightly, or "sync my meetings") or one meeting ("sync now"):
+
+1. take a lease per (org, provider, organizer), so a manual and the nightly sync never
+   work on the same organizer at once;
+2. ask the provider which meetings ran since the checkpoint, less an overlap window;
+3. match each to our meeting by provider meeting id (meetings scheduled elsewhere are
+   counted as unmatched and reported); tombstoned (deleted) meetings are ignored;
+4. keep only sessions that are new or changed compared with the store — a second run
+   writes nothing and makes only the provider reads needed to see that;
+5. write them to the CRM in batches of the connector's limit; after each batch, record
+   the accepted sessions in the store in one transaction (so a crash between batches
+   resumes where it stopped, and upserts keyed by session id never duplicate);
+6. advance the checkpoint only when every batch was accepted; stop cleanly, with a
+   resumable checkpoint, when the CRM's API budget runs low.
+
+Every run is a row in ``sync_runs`` with its counters, API calls and errors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from crm_meetings.connectors.base import Connector, HistoryItem
+from crm_meetings.errors import ConflictError, CrmMeetingsError, NoSessionExistsError
+from crm_meetings.model import CrmKind, Meeting, MeetingStatus, Session
+from crm_meetings.store import DEFAULT_ORG_ID, RunCounters, Store, SyncRunStatus
+from crm_meetings.sync.claims import LeaseRepository
+from crm_meetings.transport import CallCounter
+
+__all__ = [
+    "HistorySync",
+    "SessionSource",
+    "SyncOptions",
+    "SyncReport",
+]
+
+
+class SessionSource(Protocol):
+    """What the engine needs of a conferencing provider."""
+
+    name: str
+    calls: CallCounter
+
+    def ran_meeting_ids(
+        self, organizer_email: str, since: datetime, until: datetime
+    ) -> Iterable[str]:
+        """Provider meeting ids of the organizer's meetings that ran in the window."""
+        ...
+
+    def sessions(self, provider_meeting_id: str) -> Sequence[Session]:
+        """Sessions with participants; NoSessionExistsError when it never ran."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    org_id: str = DEFAULT_ORG_ID
+    overlap: timedelta = timedelta(minutes=30)
+    first_window: timedelta = timedelta(days=30)
+    lease_ttl: timedelta = timedelta(minutes=30)
+    min_budget: int = 25  # stop when fewer API calls than this are left in the CRM's budget
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    run_id: int | None
+    status: SyncRunStatus
+    counters: RunCounters
+    unmatched: tuple[str, ...] = ()
+    planned: tuple[HistoryItem, ...] = ()  # with dry_run: what would be written
+
+
+@dataclass
+class _Tally:
+    meetings_seen: int = 0
+    sessions_written: int = 0
+    participants_written: int = 0
+    unmatched: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[int, int], None]  # (done, total) sessions
+
+
+def _checkpoint_object(organizer: str) -> str:
+    return f"sessions:{organizer}"
+
+
+class HistorySync:
+    """One engine per (store, provider); connectors by CRM."""
+
+    def __init__(
+        self,
+        store: Store,
+        provider: SessionSource,
+        connectors: Mapping[CrmKind, Connector],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        options: SyncOptions = SyncOptions(),
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.connectors = dict(connectors)
+        self.clock = clock
+        self.options = options
+
+    # --- entry points -------------------------------------------------------------
+
+    def sync_organizer(
+        self, organizer: str, *, kind: str = "nightly", progress: Progress | None = None
+    ) -> SyncReport:
+        """Every meeting of ``organizer`` that ran since the last checkpoint."""
+        now = self.clock()
+        with self.store.transaction() as uow:
+            cursor = uow.checkpoints.get(
+                self.options.org_id, self.provider.name, _checkpoint_object(organizer)
+            )
+        since = (
+            datetime.fromisoformat(cursor) - self.options.overlap
+            if cursor
+            else now - self.options.first_window
+        )
+        with self._run(kind, organizer=organizer) as run:
+            ids = list(dict.fromkeys(self.provider.ran_meeting_ids(organizer, since, now)))
+            pending = list(self._collect(ids, run.tally))
+            complete = self._write(pending, run, progress)
+            if complete and not self.options.dry_run:
+                with self.store.transaction() as uow:
+                    uow.checkpoints.set(
+                        self.options.org_id,
+                        self.provider.name,
+                        _checkpoint_object(organizer),
+                        now.isoformat(),
+                    )
+        return run.report
+
+    def sync_meeting(self, meeting_id: str, *, progress: Progress | None = None) -> SyncReport:
+        """ "Sync now" for one meeting; a meeting never started answers "No session exists"."""
+        with self.store.transaction() as uow:
+            meeting = uow.meetings.get(meeting_id)
+        if meeting.status is MeetingStatus.DELETED:
+            raise ConflictError(
+                f"Meeting {meeting_id} was deleted; its history is no longer synced.",
+                hint="Nothing to do: deleted meetings keep no history in the CRM.",
+            )
+        if not meeting.provider_meeting_id or meeting.provider != self.provider.name:
+            raise NoSessionExistsError(meeting_id)
+        with self._run("manual", organizer=meeting.organizer.email, meeting_id=meeting_id) as run:
+            sessions = self.provider.sessions(meeting.provider_meeting_id)
+            if not sessions:
+                raise NoSessionExistsError(meeting_id)
+            run.tally.meetings_seen += 1
+            pending = list(self._changed(meeting, sessions))
+            self._write(pending, run, progress)
+        return run.report
+
+    # --- steps ----------------------------------------------------------------------
+
+    def _match(self, provider_meeting_id: str) -> list[Meeting]:
+        with self.store.transaction() as uow:
+            found = uow.meetings.find_by_provider_meeting(
+                self.provider.name, provider_meeting_id, org_id=self.options.org_id
+            )
+        return [m for m in found if m.crm in self.connectors and m.crm_record_id]
+
+    def _collect(self, provider_ids: Sequence[str], tally: _Tally) -> Iterator[HistoryItem]:
+        for provider_id in provider_ids:
+            matches = self._match(provider_id)
+            if not matches:
+                tally.unmatched.append(provider_id)
+                continue
+            live = [m for m in matches if m.status is not MeetingStatus.DELETED]
+            if not live:
+                continue  # a tombstone: late data for a deleted meeting is ignored
+            try:
+                sessions = self.provider.sessions(provider_id)
+            except NoSessionExistsError:
+                continue
+            for meeting in live:
+                tally.meetings_seen += 1
+                yield from self._changed(meeting, sessions)
+
+    def _changed(self, meeting: Meeting, sessions: Sequence[Session]) -> Iterator[HistoryItem]:
+        """The sessions the store does not hold, identical and attached to ``meeting``."""
+        with self.store.transaction() as uow:
+            stored = {s.provider_session_id: s for s in uow.sessions.list_for_meeting(meeting.id)}
+        fresh = tuple(s for s in sessions if stored.get(s.provider_session_id) != s)
+        if fresh:
+            yield HistoryItem(meeting, fresh)
+
+    def _write(self, pending: list[HistoryItem], run: _Run, progress: Progress | None) -> bool:
+        """Write batch by batch; True when every session was accepted."""
+        total = sum(len(item.sessions) for item in pending)
+        if self.options.dry_run:
+            run.planned = tuple(pending)
+            return True
+        done = 0
+        complete = True
+        for crm, batch in _batches(pending):
+            connector = self.connectors[crm]
+            budget = connector.budget().remaining
+            if budget is not None and budget < self.options.min_budget:
+                run.tally.errors.append(
+                    f"{crm.value}: API budget nearly spent ({budget} calls left); "
+                    "stopped — the next run resumes from the checkpoint."
+                )
+                return False
+            results = {r.key: r for r in connector.write_history_many(batch)}
+            accepted: list[tuple[Meeting, list[Session]]] = []
+            for item in batch:
+                ok = [s for s in item.sessions if _ok(results.get(s.provider_session_id))]
+                for session in item.sessions:
+                    result = results.get(session.provider_session_id)
+                    if not _ok(result):
+                        complete = False
+                        error = result.error if result is not None else None
+                        run.tally.errors.append(
+                            f"session {session.provider_session_id}: "
+                            + (str(error) if error else "no result from the CRM")
+                        )
+                if ok:
+                    accepted.append((item.meeting, ok))
+            with self.store.transaction() as uow:
+                for meeting, sessions in accepted:
+                    uow.sessions.upsert_many(sessions, meeting.id)
+                    run.tally.sessions_written += len(sessions)
+                    run.tally.participants_written += sum(len(s.participants) for s in sessions)
+                if run.run_id is not None:
+                    uow.runs.progress(run.run_id, run.counters())
+            done += sum(len(item.sessions) for item in batch)
+            if progress is not None:
+                progress(done, total)
+        return complete
+
+    # --- run bookkeeping ------------------------------------------------------------
+
+    def _run(self, kind: str, *, organizer: str, meeting_id: str | None = None) -> _Run:
+        return _Run(self, kind, organizer, meeting_id)
+
+
+def _ok(result: object) -> bool:
+    return result is not None and bool(getattr(result, "ok", False))
+
+
+def _batches(items: Sequence[HistoryItem]) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
+    """Group by CRM, then cut into batches of about 200 sessions (any CRM's upper limit
+    is honoured again inside its connector)."""
+    by_crm: dict[CrmKind, list[HistoryItem]] = {}
+    for item in items:
+        by_crm.setdefault(item.meeting.crm, []).append(item)
+    for crm, crm_items in by_crm.items():
+        batch: list[HistoryItem] = []
+        size = 0
+        for item in crm_items:
+            if batch and size + len(item.sessions) > _BATCH_SESSIONS:
+                yield crm, batch
+                batch, size = [], 0
+            batch.append(item)
+            size += len(item.sessions)
+        if batch:
+            yield crm, batch
+
+
+_BATCH_SESSIONS = 200
+
+
+class _Run:
+    """A sync run row: started on enter, finished on exit with its counters and status."""
+
+    def __init__(
+        self, engine: HistorySync, kind: str, organizer: str, meeting_id: str | None
+    ) -> None:
+        self.engine = engine
+        self.kind = kind
+        self.organizer = organizer
+        self.meeting_id = meeting_id
+        self.tally = _Tally()
+        self.planned: tuple[HistoryItem, ...] = ()
+        self.run_id: int | None = None
+        self.holder = uuid.uuid4().hex
+        self.lease = f"sync:{engine.options.org_id}:{engine.provider.name}:{organizer}"
+        self._calls_before: Counter[tuple[str, str]] = Counter()
+        self.report = SyncReport(None, SyncRunStatus.RUNNING, RunCounters())
+
+    def __enter__(self) -> _Run:
+        engine = self.engine
+        self._calls_before = self._calls()
+        with engine.store.transaction() as uow:
+            if not uow.repository(LeaseRepository).acquire(
+                self.lease, self.holder, engine.options.lease_ttl
+            ):
+                raise ConflictError(
+                    f"A history sync for {self.organizer} is already running.",
+                    hint="Wait for it to finish; its result appears in `crm-meetings sync runs`.",
+                )
+            if not engine.options.dry_run:
+                self.run_id = uow.runs.start(
+                    self.kind,
+                    org_id=engine.options.org_id,
+                    organizer=self.organizer,
+                    meeting_id=self.meeting_id,
+                )
+        return self
+
+    def _calls(self) -> Counter[tuple[str, str]]:
+        counts: Counter[tuple[str, str]] = Counter()
+        counters = [self.engine.provider.calls, *(c.calls for c in self.engine.connectors.values())]
+        for counter in counters:
+            for call, n in counter:
+                counts[(call.vendor, f"{call.method} {call.endpoint}")] += n
+        return counts
+
+    def counters(self) -> RunCounters:
+        calls = self._calls() - self._calls_before
+        api_calls: dict[str, dict[str, int]] = {}
+        for (vendor, endpoint), n in sorted(calls.items()):
+            api_calls.setdefault(vendor, {})[endpoint] = n
+        tally = self.tally
+        return RunCounters(
+            meetings_seen=tally.meetings_seen,
+            sessions_written=tally.sessions_written,
+            participants_written=tally.participants_written,
+            unmatched=len(tally.unmatched),
+            api_calls=api_calls,
+            errors=tuple(tally.errors),
+        )
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        engine = self.engine
+        if isinstance(exc, CrmMeetingsError) and not isinstance(exc, NoSessionExistsError):
+            self.tally.errors.append(str(exc))
+        status = (
+            SyncRunStatus.FAILED
+            if exc is not None and not isinstance(exc, NoSessionExistsError)
+            else SyncRunStatus.PARTIAL
+            if self.tally.errors
+            else SyncRunStatus.SUCCEEDED
+        )
+        counters = self.counters()
+        with engine.store.transaction() as uow:
+            if self.run_id is not None:
+                uow.runs.finish(self.run_id, status, counters)
+            uow.repository(LeaseRepository).release(self.lease, self.holder)
+        self.report = SyncReport(
+            self.run_id, status, counters, tuple(self.tally.unmatched), self.planned
+        )
