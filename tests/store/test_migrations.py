@@ -64,6 +64,7 @@ TABLE_MODULES = (
     "crm_meetings.routing.tables",
     "crm_meetings.senders.tables",
     "crm_meetings.contacts.tables",
+    "crm_meetings.web.tables",
 )
 
 
