@@ -1,0 +1,40 @@
+"""What the web app is given besides settings and store: the worker's pieces it drives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from apscheduler.schedulers.base import BaseScheduler
+
+from crm_meetings.commands import Check
+from crm_meetings.connectors.base import RecordType
+from crm_meetings.model import Meeting, Session
+from crm_meetings.web.auth import CallerContext, ReplayGuard
+
+__all__ = ["RecordTypeSource", "SyncMeeting", "WebServices"]
+
+#: the meeting record types the caller's CRM has (a connector's ``record_types``)
+RecordTypeSource = Callable[[CallerContext], Sequence[RecordType]]
+#: syncs one meeting's history now and returns its sessions (the sync engine)
+SyncMeeting = Callable[[CallerContext, Meeting], Sequence[Session]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebServices:
+    """Optional collaborators; each missing one has a store-only fallback.
+
+    ``scheduler`` is the worker's APScheduler (saving the sync hour reschedules it);
+    ``admins`` are the e-mail addresses that may use the admin page; ``checks`` are the
+    ``doctor`` checks shown as connection health.
+    """
+
+    scheduler: BaseScheduler | None = None
+    admins: frozenset[str] = frozenset()
+    checks: Sequence[Check] = ()
+    record_types: RecordTypeSource | None = None
+    sync_meeting: SyncMeeting | None = None
+    replay: ReplayGuard = field(default_factory=ReplayGuard)
+    session_ttl: timedelta = timedelta(hours=1)
+    nightly_func: str = "crm_meetings.sync.jobs:run_nightly"
