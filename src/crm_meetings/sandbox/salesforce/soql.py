@@ -1,0 +1,384 @@
+"""A small SOQL: what crm-meetings sends, parsed and run over the emulator's rows.
+
+Supported::
+
+    SELECT Id, Subject, Owner.Email, (SELECT RelationId FROM EventRelations)
+    FROM Event
+    WHERE WhatId = '001…' AND (StartDateTime >= 2026-01-01T00:00:00Z OR IsDeleted = true)
+          AND Id IN ('00U…', '00U…') AND Subject != null
+    ORDER BY SystemModstamp ASC, Id
+    LIMIT 500
+
+Anything else (functions, GROUP BY, OFFSET, semi-joins…) is refused with
+``MALFORMED_QUERY``, as Salesforce refuses what it cannot parse; unknown fields and
+objects are ``INVALID_FIELD`` / ``INVALID_TYPE``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from crm_meetings.sandbox.salesforce.schema import OBJECTS, SObject, parse_datetime
+
+__all__ = ["Query", "SoqlError", "parse", "run"]
+
+Row = dict[str, Any]
+
+#: (object, relationship name) -> (reference field, target object or None = polymorphic)
+PARENTS: Final[dict[tuple[str, str], tuple[str, str | None]]] = {
+    ("Event", "Owner"): ("OwnerId", "User"),
+    ("Event", "Who"): ("WhoId", None),
+    ("Event", "What"): ("WhatId", None),
+    ("Event", "RecordType"): ("RecordTypeId", "RecordType"),
+    ("EventRelation", "Relation"): ("RelationId", None),
+    ("EventRelation", "Event"): ("EventId", "Event"),
+    ("Contact", "Account"): ("AccountId", "Account"),
+    ("Opportunity", "Account"): ("AccountId", "Account"),
+    ("CRM_Meeting_Participant__c", "Session__r"): ("Session__c", "CRM_Meeting_Session__c"),
+}
+#: (object, child relationship name) -> (child object, its reference field)
+CHILDREN: Final[dict[tuple[str, str], tuple[str, str]]] = {
+    ("Event", "EventRelations"): ("EventRelation", "EventId"),
+    ("CRM_Meeting_Session__c", "Participants__r"): ("CRM_Meeting_Participant__c", "Session__c"),
+}
+
+
+class SoqlError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+_TOKEN: Final = re.compile(
+    r"""\s*(?:
+        (?P<string>'(?:[^'\\]|\\.)*')
+      | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))
+      | (?P<number>-?\d+(?:\.\d+)?)
+      | (?P<op><=|>=|!=|<>|=|<|>)
+      | (?P<punct>[(),])
+      | (?P<word>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)
+    )""",
+    re.VERBOSE,
+)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    position = 0
+    text = text.rstrip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token at: {text[position:][:30]!r}")
+        kind = match.lastgroup
+        assert kind is not None
+        out.append((kind, match.group(kind)))
+        position = match.end()
+    return out
+
+
+@dataclass
+class Cond:
+    """``op`` is and/or (``parts``) or a comparison of ``path`` with ``value``."""
+
+    op: str
+    path: str = ""
+    value: Any = None
+    parts: list[Cond] = field(default_factory=list)
+
+
+@dataclass
+class Query:
+    fields: list[str]
+    sobject: str
+    where: Cond | None = None
+    order: list[tuple[str, bool]] = field(default_factory=list)  # (path, descending)
+    limit: int | None = None
+    children: dict[str, Query] = field(default_factory=dict)  # relationship -> subquery
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens = tokens
+        self.at = 0
+
+    def peek(self) -> tuple[str, str]:
+        return self.tokens[self.at] if self.at < len(self.tokens) else ("end", "")
+
+    def keyword(self, *words: str) -> bool:
+        kind, text = self.peek()
+        if kind == "word" and text.upper() in words:
+            self.at += 1
+            return True
+        return False
+
+    def expect(self, kind: str, text: str | None = None) -> str:
+        got_kind, got = self.peek()
+        if got_kind != kind or (text is not None and got.upper() != text):
+            raise SoqlError("MALFORMED_QUERY", f"expected {text or kind}, found {got!r}")
+        self.at += 1
+        return got
+
+    def query(self, parent: str | None = None) -> Query:
+        self.expect("word", "SELECT")
+        fields: list[str] = []
+        subqueries: list[Query] = []
+        while True:
+            if self.peek() == ("punct", "("):
+                self.at += 1
+                subqueries.append(self.query(parent="?"))
+                self.expect("punct", ")")
+            else:
+                fields.append(self.expect("word"))
+            if self.peek() != ("punct", ","):
+                break
+            self.at += 1
+        self.expect("word", "FROM")
+        query = Query(fields, self.expect("word"))
+        query.children = {sub.sobject: sub for sub in subqueries}
+        if self.keyword("WHERE"):
+            query.where = self.disjunction()
+        if self.keyword("ORDER"):
+            self.expect("word", "BY")
+            while True:
+                path = self.expect("word")
+                descending = self.keyword("DESC")
+                if not descending:
+                    self.keyword("ASC")
+                query.order.append((path, descending))
+                if self.peek() != ("punct", ","):
+                    break
+                self.at += 1
+        if self.keyword("LIMIT"):
+            query.limit = int(self.expect("number"))
+        if parent is None and self.peek()[0] != "end":
+            raise SoqlError("MALFORMED_QUERY", f"unexpected token: {self.peek()[1]!r}")
+        return query
+
+    def disjunction(self) -> Cond:
+        parts = [self.conjunction()]
+        while self.keyword("OR"):
+            parts.append(self.conjunction())
+        return parts[0] if len(parts) == 1 else Cond("or", parts=parts)
+
+    def conjunction(self) -> Cond:
+        parts = [self.atom()]
+        while self.keyword("AND"):
+            parts.append(self.atom())
+        return parts[0] if len(parts) == 1 else Cond("and", parts=parts)
+
+    def atom(self) -> Cond:
+        if self.peek() == ("punct", "("):
+            self.at += 1
+            inner = self.disjunction()
+            self.expect("punct", ")")
+            return inner
+        path = self.expect("word")
+        negate = self.keyword("NOT")
+        if self.keyword("IN"):
+            self.expect("punct", "(")
+            values = [self.literal()]
+            while self.peek() == ("punct", ","):
+                self.at += 1
+                values.append(self.literal())
+            self.expect("punct", ")")
+            return Cond("not in" if negate else "in", path, values)
+        if negate:
+            raise SoqlError("MALFORMED_QUERY", "NOT is only supported before IN")
+        op = self.expect("op")
+        return Cond("!=" if op == "<>" else op, path, self.literal())
+
+    def literal(self) -> Any:
+        kind, text = self.peek()
+        self.at += 1
+        if kind == "string":
+            return re.sub(r"\\(.)", r"\1", text[1:-1])
+        if kind == "datetime":
+            return parse_datetime(text)
+        if kind == "number":
+            return float(text) if "." in text else int(text)
+        if kind == "word" and text.upper() in ("TRUE", "FALSE", "NULL"):
+            return {"TRUE": True, "FALSE": False, "NULL": None}[text.upper()]
+        raise SoqlError("MALFORMED_QUERY", f"expected a value, found {text!r}")
+
+
+def parse(text: str) -> Query:
+    """Parse and check one SOQL statement against the emulator's objects."""
+    query = _Parser(_tokens(text)).query()
+    _check(query, None)
+    return query
+
+
+def _object(name: str) -> SObject:
+    try:
+        return OBJECTS[name]
+    except KeyError:
+        raise SoqlError(
+            "INVALID_TYPE",
+            f"sObject type '{name}' is not supported. If you are attempting to use a custom "
+            "object, be sure to append the '__c' after the entity name.",
+        ) from None
+
+
+def _check_path(obj: SObject, path: str) -> None:
+    head, _, tail = path.partition(".")
+    if not tail:
+        if head not in obj.fields:
+            raise SoqlError("INVALID_FIELD", f"No such column '{head}' on entity '{obj.name}'.")
+        return
+    if (obj.name, head) not in PARENTS:
+        raise SoqlError("INVALID_FIELD", f"Didn't understand relationship '{head}' in field path.")
+    target = PARENTS[(obj.name, head)][1]
+    if target is not None and tail not in OBJECTS[target].fields:
+        raise SoqlError("INVALID_FIELD", f"No such column '{tail}' on entity '{target}'.")
+
+
+def _conditions(cond: Cond | None) -> Iterable[Cond]:
+    if cond is None:
+        return
+    if cond.op in ("and", "or"):
+        for part in cond.parts:
+            yield from _conditions(part)
+    else:
+        yield cond
+
+
+def _check(query: Query, parent: SObject | None) -> None:
+    if parent is not None:
+        try:
+            child, _ = CHILDREN[(parent.name, query.sobject)]
+        except KeyError:
+            raise SoqlError(
+                "INVALID_TYPE", f"Didn't understand relationship '{query.sobject}'"
+            ) from None
+        obj = OBJECTS[child]
+    else:
+        obj = _object(query.sobject)
+    for path in [
+        *query.fields,
+        *(c.path for c in _conditions(query.where)),
+        *(p for p, _ in query.order),
+    ]:
+        _check_path(obj, path)
+    for sub in query.children.values():
+        _check(sub, obj)
+
+
+# --- running ------------------------------------------------------------------------
+
+
+Lookup = Callable[[str], tuple[str, Row] | None]  # id -> (object, row)
+Children = Callable[[str, str, str], list[Row]]  # (child object, field, parent id) -> rows
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    lookup: Lookup
+    children: Children
+    attributes: Callable[[str, str], dict[str, str]]  # (object, id) -> attributes
+    value: Callable[[Any], Any]  # stored value -> JSON
+
+
+def _get(row: Row, path: str, obj: str, ctx: Context) -> Any:
+    head, _, tail = path.partition(".")
+    if not tail:
+        return row.get(head)
+    ref_field, _ = PARENTS[(obj, head)]
+    found = ctx.lookup(row.get(ref_field) or "")
+    return found[1].get(tail) if found else None
+
+
+def _compare(left: Any, op: str, right: Any) -> bool:
+    if isinstance(left, str) and isinstance(right, str):
+        left, right = left.lower(), right.lower()
+    if op == "=":
+        return bool(left == right)
+    if op == "!=":
+        return bool(left != right)
+    if left is None or right is None:
+        return False
+    if isinstance(left, datetime) != isinstance(right, datetime):
+        return False
+    try:
+        return bool(
+            {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}[op]
+        )
+    except TypeError:
+        return False
+
+
+def _match(row: Row, cond: Cond | None, obj: str, ctx: Context) -> bool:
+    if cond is None:
+        return True
+    if cond.op == "and":
+        return all(_match(row, part, obj, ctx) for part in cond.parts)
+    if cond.op == "or":
+        return any(_match(row, part, obj, ctx) for part in cond.parts)
+    value = _get(row, cond.path, obj, ctx)
+    if cond.op in ("in", "not in"):
+        found = any(_compare(value, "=", option) for option in cond.value)
+        return found if cond.op == "in" else not found
+    return _compare(value, cond.op, cond.value)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, "")
+    if isinstance(value, str):
+        return (1, value.lower())
+    if isinstance(value, datetime):
+        return (1, value.timestamp())
+    return (1, value)
+
+
+def _select(query: Query, obj: str, rows: Iterable[Row], ctx: Context) -> list[Row]:
+    chosen = [row for row in rows if _match(row, query.where, obj, ctx)]
+    for path, descending in reversed(query.order):
+
+        def key(row: Row, path: str = path) -> tuple[int, Any]:
+            return _sort_key(_get(row, path, obj, ctx))
+
+        chosen.sort(key=key, reverse=descending)
+    return chosen[: query.limit] if query.limit is not None else chosen
+
+
+def _render(query: Query, obj: str, row: Row, ctx: Context) -> dict[str, Any]:
+    out: dict[str, Any] = {"attributes": ctx.attributes(obj, row["Id"])}
+    for path in query.fields:
+        head, _, tail = path.partition(".")
+        if not tail:
+            out[head] = ctx.value(row.get(head))
+            continue
+        ref_field, _ = PARENTS[(obj, head)]
+        found = ctx.lookup(row.get(ref_field) or "")
+        if found is None:
+            out[head] = None
+            continue
+        parent = out.get(head) or {"attributes": ctx.attributes(found[0], found[1]["Id"])}
+        parent[tail] = ctx.value(found[1].get(tail))
+        out[head] = parent
+    for relationship, sub in query.children.items():
+        child_obj, ref_field = CHILDREN[(obj, relationship)]
+        related = _select(sub, child_obj, ctx.children(child_obj, ref_field, row["Id"]), ctx)
+        out[relationship] = (
+            {
+                "totalSize": len(related),
+                "done": True,
+                "records": [_render(sub, child_obj, r, ctx) for r in related],
+            }
+            if related
+            else None
+        )
+    return out
+
+
+def run(query: Query, rows: Iterable[Row], ctx: Context) -> list[dict[str, Any]]:
+    """The records ``query`` selects from ``rows`` (rows of ``query.sobject``), rendered."""
+    return [
+        _render(query, query.sobject, row, ctx) for row in _select(query, query.sobject, rows, ctx)
+    ]
