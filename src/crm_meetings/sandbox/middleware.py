@@ -1,0 +1,116 @@
+"""The ASGI wrapper the core puts around every emulator app: accounting, faults, admin.
+
+For each HTTP request :class:`SandboxMiddleware`
+
+1. hands ``/__sandbox__/…`` to the admin app (never counted, never faulted);
+2. resolves the route template the request matches (``/sobjects/Event/{id}``; the raw
+   path when no route matches);
+3. asks :class:`~crm_meetings.sandbox.base.Faults` what to do, sleeps the latency, then
+   answers with the emulator's own fault response, drops the connection, or calls the app;
+4. records ``RecordedCall(vendor, template, method, status)`` — status :data:`DROPPED`
+   when the connection was dropped, 500 when the app raised before answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crm_meetings.sandbox.base import FaultKind, RecordedCall, SandboxEnv, VendorEmulator
+
+__all__ = ["ADMIN_PREFIX", "DROPPED", "SandboxMiddleware", "drop_connection", "route_template"]
+
+ADMIN_PREFIX = "/__sandbox__"
+DROPPED = 0  # the status recorded for a request whose connection was dropped
+
+
+def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str | None:
+    """The path template of the route ``scope`` matches (mounts joined), else ``None``.
+
+    A route that matches the path but not the method (a 405) still names the endpoint.
+    """
+    partial: str | None = None
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        template: str | None = getattr(route, "path", "")
+        if isinstance(route, Mount):
+            inner = route.routes
+            template = (
+                route.path + (route_template(inner, {**scope, **child}) or "")
+                if inner
+                else scope["path"]
+            )
+        if match is Match.FULL:
+            return template
+        partial = partial or template
+    return partial
+
+
+async def drop_connection(receive: Receive, send: Send) -> None:
+    """Close the client's connection without any response (uvicorn's h11 server).
+
+    uvicorn hands the app its request cycle's bound ``send``; the cycle holds the transport.
+    After aborting it, wait until the server has seen the disconnect, so that it does not
+    answer "500, returned without starting response" itself.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if not isinstance(transport, asyncio.WriteTransport):
+        raise ConnectionAbortedError("sandbox: connection dropped (no transport to abort)")
+    transport.abort()
+    async with asyncio.timeout(5):
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+class SandboxMiddleware:
+    """One vendor's app with call accounting, fault injection and the admin endpoints."""
+
+    def __init__(
+        self, emulator: VendorEmulator, app: ASGIApp, env: SandboxEnv, *, admin: ASGIApp
+    ) -> None:
+        self.vendor = emulator.name
+        self.emulator = emulator
+        self.app = app
+        self.env = env
+        self.admin = admin
+        self.routes: Sequence[BaseRoute] = getattr(app, "routes", ())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            await self.admin(scope, receive, send)
+            return
+        method: str = scope["method"]
+        endpoint = route_template(self.routes, scope) or path
+        decision = self.env.faults.decide(self.vendor, endpoint, method)
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if decision.latency > 0:
+                await asyncio.sleep(decision.latency)
+            if decision.kind is FaultKind.DROP:
+                status = DROPPED
+                await drop_connection(receive, send)
+            elif decision.kind is not None:
+                response = self.emulator.fault_response(
+                    decision.kind, retry_after=decision.retry_after
+                )
+                await response(scope, receive, send_and_note)
+            else:
+                await self.app(scope, receive, send_and_note)
+        finally:
+            self.env.calls.record(RecordedCall(self.vendor, endpoint, method, status))
