@@ -215,27 +215,38 @@ def parse(text: str) -> Query:
 
 
 def _object(name: str) -> SObject:
-    try:
-        return OBJECTS[name]
-    except KeyError:
+    found = next((o for o in OBJECTS.values() if o.name.lower() == name.lower()), None)
+    if found is None:
         raise SoqlError(
             "INVALID_TYPE",
             f"sObject type '{name}' is not supported. If you are attempting to use a custom "
             "object, be sure to append the '__c' after the entity name.",
-        ) from None
+        )
+    return found
 
 
-def _check_path(obj: SObject, path: str) -> None:
+def _named(names: Iterable[str], wanted: str) -> str | None:
+    return next((n for n in names if n.lower() == wanted.lower()), None)
+
+
+def _canonical(obj: SObject, path: str) -> str:
+    """``path`` spelled as Salesforce spells it (SOQL names are case-insensitive)."""
     head, _, tail = path.partition(".")
     if not tail:
-        if head not in obj.fields:
+        field = _named(obj.fields, head)
+        if field is None:
             raise SoqlError("INVALID_FIELD", f"No such column '{head}' on entity '{obj.name}'.")
-        return
-    if (obj.name, head) not in PARENTS:
+        return field
+    relation = _named((r for o, r in PARENTS if o == obj.name), head)
+    if relation is None:
         raise SoqlError("INVALID_FIELD", f"Didn't understand relationship '{head}' in field path.")
-    target = PARENTS[(obj.name, head)][1]
-    if target is not None and tail not in OBJECTS[target].fields:
+    target = PARENTS[(obj.name, relation)][1]
+    if target is None:
+        return f"{relation}.{tail}"
+    field = _named(OBJECTS[target].fields, tail)
+    if field is None:
         raise SoqlError("INVALID_FIELD", f"No such column '{tail}' on entity '{target}'.")
+    return f"{relation}.{field}"
 
 
 def _conditions(cond: Cond | None) -> Iterable[Cond]:
@@ -249,24 +260,24 @@ def _conditions(cond: Cond | None) -> Iterable[Cond]:
 
 
 def _check(query: Query, parent: SObject | None) -> None:
+    """Resolve the object and every path to Salesforce's spelling (or raise)."""
     if parent is not None:
-        try:
-            child, _ = CHILDREN[(parent.name, query.sobject)]
-        except KeyError:
-            raise SoqlError(
-                "INVALID_TYPE", f"Didn't understand relationship '{query.sobject}'"
-            ) from None
-        obj = OBJECTS[child]
+        relation = _named((r for o, r in CHILDREN if o == parent.name), query.sobject)
+        if relation is None:
+            raise SoqlError("INVALID_TYPE", f"Didn't understand relationship '{query.sobject}'")
+        query.sobject = relation
+        obj = OBJECTS[CHILDREN[(parent.name, relation)][0]]
     else:
         obj = _object(query.sobject)
-    for path in [
-        *query.fields,
-        *(c.path for c in _conditions(query.where)),
-        *(p for p, _ in query.order),
-    ]:
-        _check_path(obj, path)
-    for sub in query.children.values():
+        query.sobject = obj.name
+    query.fields = [_canonical(obj, path) for path in query.fields]
+    for cond in _conditions(query.where):
+        cond.path = _canonical(obj, cond.path)
+    query.order = [(_canonical(obj, path), desc) for path, desc in query.order]
+    subqueries = list(query.children.values())
+    for sub in subqueries:
         _check(sub, obj)
+    query.children = {sub.sobject: sub for sub in subqueries}
 
 
 # --- running ------------------------------------------------------------------------
