@@ -84,6 +84,12 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status)
 
 
+def _query_list(request: Request, name: str) -> str | None:
+    """A list parameter, sent repeated (the SDK) or comma-separated (curl)."""
+    values = request.query_params.getlist(name)
+    return ",".join(values) if values else None
+
+
 def _batch_inputs(body: Any) -> list[Any]:
     inputs = body.get("inputs") if isinstance(body, Mapping) else None
     if not isinstance(inputs, list):
@@ -157,6 +163,7 @@ class HubSpotEmulator:
             Route("/crm/v3/owners/", self._api(self.list_owners), methods=["GET"]),
             Route("/crm/v3/owners/{ownerId}", self._api(self.get_owner), methods=["GET"]),
             Route("/crm/v3/schemas", self._api(self.list_schemas), methods=["GET"]),
+            Route("/crm-object-schemas/v3/schemas", self._api(self.list_schemas), methods=["GET"]),
             Route(
                 "/crm/v3/properties/{objectType}", self._api(self.list_properties), methods=["GET"]
             ),
@@ -516,7 +523,7 @@ class HubSpotEmulator:
 
     async def get_object(self, request: Request, call: Call) -> Response:
         object_type = self._type(call)
-        archived = request.query_params.get("archived", "false") == "true"
+        archived = request.query_params.get("archived", "false").lower() == "true"
         record_id = call.params["objectId"]
         id_property = request.query_params.get("idProperty")
         if archived:
@@ -526,9 +533,9 @@ class HubSpotEmulator:
             record = found
         else:
             record = self.store.get(object_type, record_id, id_property=id_property)
-        body = self._render(record, self._wanted(request.query_params.get("properties")))
+        body = self._render(record, self._wanted(_query_list(request, "properties")))
         associations = self._associations_of(
-            object_type, record, request.query_params.get("associations")
+            object_type, record, _query_list(request, "associations")
         )
         if associations:
             body["associations"] = associations
@@ -596,11 +603,11 @@ class HubSpotEmulator:
         limit = max(1, min(int(query.get("limit", "10")), MAX_LIST_LIMIT))
         rows, after = self.store.page(
             object_type,
-            archived=query.get("archived", "false") == "true",
+            archived=query.get("archived", "false").lower() == "true",
             after=query.get("after"),
             limit=limit,
         )
-        wanted = self._wanted(query.get("properties"))
+        wanted = self._wanted(_query_list(request, "properties"))
         body: dict[str, Any] = {"results": [self._render(r, wanted) for r in rows]}
         if after is not None:
             body["paging"] = {"next": {"after": after, "link": f"?after={after}"}}

@@ -141,6 +141,9 @@ _MEETING = (
     _text("crm_meetings_timezone", "crm-meetings timezone", custom=True),
     _number("crm_meetings_sequence", "crm-meetings SEQUENCE", custom=True),
     _text("crm_meetings_organizer", "crm-meetings organizer e-mail", custom=True),
+    PropertyDef(
+        "crm_meetings_invitees", "crm-meetings invitees (JSON)", "string", "textarea", custom=True
+    ),
     _text("crm_meetings_provider", "Conferencing provider", custom=True),
     _text("crm_meetings_provider_meeting_id", "Provider meeting id", custom=True),
     _dt("crm_meetings_actual_start", "Actual start", custom=True),
