@@ -1,0 +1,96 @@
+"""Actions on a meeting — one service layer for the CLI, the web and tests.
+
+Every action is ``action(ctx, request) -> ActionResult``: ``ctx`` (:class:`ActionContext`)
+bundles the store, the CRM connector, the conferencing provider, the mail sender, the
+clock, the id factory, the org and the acting user. Requests are frozen values checked on
+construction; mutating ones carry an idempotency key.
+
+Idempotency. A key is recorded per org (table ``action_requests``) with the action and a
+fingerprint of the request. A repeat of a finished request returns the stored result
+(``replayed=True``) and does nothing else; the same key with another request, another
+action or another user is a :class:`~crm_meetings.errors.ConflictError`. While an attempt
+runs it holds a lease on the key (``ctx.lease``): a concurrent double-click is refused, a
+retry after a reported failure or after a crash (once the lease ran out) resumes from the
+saved progress. Every attempt, replay and refusal after the claim writes an audit row
+(``action_audit``: who, what, when, outcome).
+
+Order and compensation. Remote calls come first, each recorded in the key's progress as
+*started* before and *done* after it; our store row, the outbox messages and the result
+are written last, in one transaction. So an invitee is never told of anything that is not
+saved in the CRM and in our store, and the outbox (not SMTP) carries the mail.
+
+* schedule: provider create (join URL) → CRM create → commit (meeting row, REQUEST to
+  every invitee). If the CRM *refused* the record (4xx, rate limit, validation), the
+  provider meeting is deleted again and the key is free to retry from scratch. If the
+  outcome is unknown (5xx, timeout, dropped connection) the provider meeting is kept so a
+  CRM record that may exist never points to a missing one; the retry looks for our record
+  by UID on the first related record before creating it again.
+* edit: stale checks first (our version, then the CRM's modified time) → provider update
+  → CRM update (the connector writes the fields the change names) → commit (REQUEST to
+  kept and added invitees, CANCEL to removed ones, SEQUENCE bumped by ``revise``). A CRM
+  refusal puts the provider back to the old values.
+* cancel: CRM update (the status change; each connector marks the record cancelled as its
+  CRM models it) → provider cancel → commit (CANCEL to every invitee). Forward only: a
+  failure leaves the key pending and a retry finishes the cancellation. Cancelling a
+  cancelled meeting does nothing and sends nothing.
+* delete: CRM delete → provider delete (CRM first: a CRM record never points to a deleted
+  provider meeting) → commit (status ``deleted`` as a tombstone, CANCEL to every invitee
+  unless they already had one). Forward only, like cancel.
+* share, add to calendar: read-only; the invitation text or the .ics bytes.
+
+Known windows: a crash after a provider create succeeded but before its progress was
+saved leaves one provider meeting nobody points to (providers offer no idempotency key);
+a retry of an edit or cancel re-sends the same update, which connectors apply
+idempotently. ``ctx.hook`` is called at every step boundary, so tests can crash there.
+"""
+
+from crm_meetings.actions.context import (
+    ActionContext,
+    ActionKind,
+    ActionResult,
+    QueuedMessage,
+    organizer_or_admin,
+)
+from crm_meetings.actions.ledger import ActionLedger, AuditEntry, LedgerEntry, LedgerStatus
+from crm_meetings.actions.requests import (
+    CancelRequest,
+    DeleteRequest,
+    EditRequest,
+    MeetingRequest,
+    ScheduleRequest,
+    ViewRequest,
+)
+from crm_meetings.actions.service import (
+    add_to_calendar,
+    cancel,
+    delete,
+    edit,
+    find_meeting,
+    schedule,
+    share,
+)
+
+__all__ = [
+    "ActionContext",
+    "ActionKind",
+    "ActionLedger",
+    "ActionResult",
+    "AuditEntry",
+    "CancelRequest",
+    "DeleteRequest",
+    "EditRequest",
+    "LedgerEntry",
+    "LedgerStatus",
+    "MeetingRequest",
+    "QueuedMessage",
+    "ScheduleRequest",
+    "ViewRequest",
+    "add_to_calendar",
+    "cancel",
+    "delete",
+    "edit",
+    "find_meeting",
+    "organizer_or_admin",
+    "schedule",
+    "share",
+]

@@ -1,0 +1,630 @@
+"""The actions: schedule, edit, cancel, delete (mutating) and share, add to calendar (views).
+
+Every mutating action runs the same machine (:func:`_mutate`): look up the idempotency
+key; decide (validate, authorise, compute the new meeting); claim the key; run the
+remote steps in order, saving progress after each; commit the store, the outbox and the
+result in one transaction. The order of steps per action and what is undone on failure
+are described in :mod:`crm_meetings.actions`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from crm_meetings.actions.codec import meeting_from_json, meeting_to_json
+from crm_meetings.actions.context import (
+    ActionContext,
+    ActionKind,
+    ActionResult,
+    QueuedMessage,
+)
+from crm_meetings.actions.ledger import ActionLedger, LedgerEntry, LedgerStatus
+from crm_meetings.actions.requests import EditRequest, MeetingRequest, ScheduleRequest, ViewRequest
+from crm_meetings.calendar.ics import add_to_calendar as calendar_file
+from crm_meetings.calendar.ics import plan_edit, plan_new
+from crm_meetings.calendar.imip import compose
+from crm_meetings.calendar.invitation import invitation_text
+from crm_meetings.calendar.outbox import Outbox
+from crm_meetings.conferencing.base import ConferencingProvider, ProviderMeeting
+from crm_meetings.errors import (
+    AuthError,
+    ConflictError,
+    CrmMeetingsError,
+    NotFoundError,
+    RateLimitedError,
+    RemoteError,
+    ValidationError,
+)
+from crm_meetings.model import Meeting, MeetingStatus, diff, new_meeting
+from crm_meetings.redaction import redact
+from crm_meetings.store import UnitOfWork
+
+__all__ = [
+    "add_to_calendar",
+    "cancel",
+    "delete",
+    "edit",
+    "find_meeting",
+    "schedule",
+    "share",
+]
+
+#: fields the conferencing provider holds a copy of
+_PROVIDER_FIELDS: Final = frozenset({"subject", "start", "end", "timezone", "description"})
+
+
+# --- progress of one request ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Progress:
+    """A claimed request: the meeting before (``None`` for schedule) and after, and the
+    steps done or started. Saved as the ledger's ``state`` after every step."""
+
+    old: Meeting | None
+    new: Meeting
+    done: list[str] = field(default_factory=list)
+    attempted: list[str] = field(default_factory=list)
+    dial_in: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "old": None if self.old is None else meeting_to_json(self.old),
+            "new": meeting_to_json(self.new),
+            "done": list(self.done),
+            "attempted": list(self.attempted),
+            "dial_in": self.dial_in,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> _Progress:
+        old = data["old"]
+        return cls(
+            old=None if old is None else meeting_from_json(old),
+            new=meeting_from_json(data["new"]),
+            done=list(data["done"]),
+            attempted=list(data["attempted"]),
+            dial_in=data["dial_in"],
+            warnings=list(data["warnings"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One remote call. ``run(progress, retrying)`` updates ``progress.new``; ``retrying``
+    says an earlier attempt started this step and may have done it. ``undo`` reverts a
+    done step when a later one certainly failed (``None``: the step is never undone)."""
+
+    name: str
+    run: Callable[[_Progress, bool], object]
+    undo: Callable[[_Progress], object] | None = None
+
+
+# --- the public actions -------------------------------------------------------------------
+
+
+def schedule(ctx: ActionContext, request: ScheduleRequest) -> ActionResult:
+    """Create the online meeting, the CRM record, our row, and queue the invitations."""
+    return _mutate(ctx, ActionKind.SCHEDULE, request, lambda: _decide_schedule(ctx, request))
+
+
+def edit(ctx: ActionContext, request: EditRequest) -> ActionResult:
+    """Save and send update: the provider and the CRM get the change, invitees the mail."""
+    return _mutate(
+        ctx,
+        ActionKind.EDIT,
+        request,
+        lambda: _decide_change(
+            ctx, ActionKind.EDIT, request.meeting, request.changes(), request.expected_version
+        ),
+    )
+
+
+def cancel(ctx: ActionContext, request: MeetingRequest) -> ActionResult:
+    """Mark the CRM record cancelled, cancel the provider meeting, CANCEL every invitee."""
+    changes = {"status": MeetingStatus.CANCELLED}
+    return _mutate(
+        ctx,
+        ActionKind.CANCEL,
+        request,
+        lambda: _decide_change(ctx, ActionKind.CANCEL, request.meeting, changes, None),
+    )
+
+
+def delete(ctx: ActionContext, request: MeetingRequest) -> ActionResult:
+    """Delete the CRM record and the provider meeting, CANCEL every invitee, keep a
+    tombstone (status deleted) so late sync data is ignored."""
+    changes = {"status": MeetingStatus.DELETED}
+    return _mutate(
+        ctx,
+        ActionKind.DELETE,
+        request,
+        lambda: _decide_change(ctx, ActionKind.DELETE, request.meeting, changes, None),
+    )
+
+
+def share(ctx: ActionContext, request: ViewRequest) -> ActionResult:
+    """The copy-invitation text (``result.text``)."""
+    return _view(
+        ctx,
+        ActionKind.SHARE,
+        request,
+        lambda meeting, dial_in: dataclasses.replace(
+            _result(ActionKind.SHARE, meeting), text=invitation_text(meeting, dial_in=dial_in)
+        ),
+    )
+
+
+def add_to_calendar(ctx: ActionContext, request: ViewRequest) -> ActionResult:
+    """The .ics file for the organizer's own calendar (``result.ics``)."""
+    return _view(
+        ctx,
+        ActionKind.ADD_TO_CALENDAR,
+        request,
+        lambda meeting, _: dataclasses.replace(
+            _result(ActionKind.ADD_TO_CALENDAR, meeting),
+            ics=calendar_file(meeting, ctx.clock()),
+        ),
+    )
+
+
+def find_meeting(ctx: ActionContext, meeting: str) -> Meeting:
+    """A meeting of ``ctx``'s org by our id or by its record id in ``ctx``'s CRM."""
+    with ctx.store.transaction() as uow:
+        return _locate(uow, ctx, meeting)
+
+
+# --- deciding -----------------------------------------------------------------------------
+
+
+def _result(kind: ActionKind, meeting: Meeting, *warnings: str) -> ActionResult:
+    return ActionResult(action=kind, meeting=meeting, warnings=warnings)
+
+
+def _decide_schedule(ctx: ActionContext, request: ScheduleRequest) -> _Progress:
+    now = ctx.clock()
+    meeting = new_meeting(
+        crm=ctx.connector.crm,
+        subject=request.subject,
+        start=request.start,
+        end=request.end,
+        timezone=request.timezone,
+        organizer=request.organizer or ctx.actor,
+        now=now,
+        id_factory=ctx.id_factory,
+        uid_domain=ctx.uid_domain,
+        invitees=request.invitees,
+        related=request.related,
+        description=request.description,
+        notes=request.notes,
+        location=request.location,
+        record_type=request.record_type,
+    )
+    if meeting.end <= now:
+        raise ValidationError(
+            "end", "is in the past", hint="Schedule a meeting that ends after now."
+        )
+    ctx.authorize(ctx, meeting, ActionKind.SCHEDULE)
+    return _Progress(old=None, new=meeting)
+
+
+def _decide_change(
+    ctx: ActionContext,
+    kind: ActionKind,
+    ref: str,
+    changes: Mapping[str, Any],
+    expected_version: int | None,
+) -> _Progress | ActionResult:
+    meeting = find_meeting(ctx, ref)
+    ctx.authorize(ctx, meeting, kind)
+    if meeting.status is MeetingStatus.DELETED:
+        if kind is ActionKind.DELETE:
+            return _result(kind, meeting, "The meeting was already deleted.")
+        raise ConflictError(
+            f"Meeting {meeting.id} ({meeting.subject!r}) was deleted",
+            hint="A deleted meeting cannot be changed; schedule a new one.",
+        )
+    if meeting.status is MeetingStatus.CANCELLED:
+        if kind is ActionKind.CANCEL:
+            return _result(kind, meeting, "The meeting was already cancelled.")
+        if kind is ActionKind.EDIT:
+            raise ConflictError(
+                f"Meeting {meeting.id} ({meeting.subject!r}) is cancelled",
+                hint="A cancelled meeting cannot be edited; schedule a new one.",
+            )
+    if expected_version is not None and meeting.version != expected_version:
+        raise ConflictError(
+            f"Meeting {meeting.id} ({meeting.subject!r}) changed since you loaded it: it is at "
+            f"version {meeting.version}, your edit started from version {expected_version}",
+            hint="Reload the meeting, apply your edit again, then save.",
+        )
+    if kind is ActionKind.EDIT:
+        _check_crm_unchanged(ctx, meeting)
+    new, change = meeting.revise(at=ctx.clock(), **changes)
+    if not change:
+        return _result(kind, meeting, "Nothing changed.")
+    return _Progress(old=meeting, new=new)
+
+
+def _check_crm_unchanged(ctx: ActionContext, meeting: Meeting) -> None:
+    """An edit made in the CRM since our copy was saved is a conflict, not overwritten."""
+    if meeting.crm_record_id is None or meeting.crm_modified_at is None:
+        return
+    remote = ctx.connector.get(meeting.crm_record_id).crm_modified_at
+    if remote is not None and remote > meeting.crm_modified_at:
+        raise ConflictError(
+            f"{meeting.crm} record {meeting.crm_record_id} was changed in the CRM at "
+            f"{remote.isoformat()}, after crm-meetings last saved it",
+            hint="Sync the meeting (or reload it from the CRM), then apply your edit again.",
+        )
+
+
+def _locate(uow: UnitOfWork, ctx: ActionContext, ref: str) -> Meeting:
+    by_record = uow.meetings.find_by_crm_record(ctx.connector.crm, ref, org_id=ctx.org_id)
+    if by_record is not None:
+        return by_record
+    if uow.repository(ActionLedger).meeting_org(ref) == ctx.org_id:
+        return uow.meetings.get(ref)
+    raise NotFoundError(
+        f"No meeting {ref} (by id, or by {ctx.connector.crm} record id) in this organisation",
+        hint="Check the id; `crm-meetings meeting show` lists what is stored.",
+    )
+
+
+# --- the steps ----------------------------------------------------------------------------
+
+
+def _steps(ctx: ActionContext, kind: ActionKind, progress: _Progress) -> list[_Step]:
+    """The remote calls of ``kind``, in order (see the package docstring for why)."""
+    provider = ctx.provider
+    old = progress.old
+    pid = old.provider_meeting_id if old is not None else None
+    record = old.crm_record_id if old is not None else None
+    steps: list[_Step] = []
+    if kind is ActionKind.SCHEDULE:
+        if provider is not None:
+            create, remove = _provider_create(provider), _provider_remove(provider)
+            steps.append(_Step("provider.create", create, remove))
+        steps.append(_Step("crm.create", _crm_create(ctx)))
+    elif kind is ActionKind.EDIT:
+        assert old is not None
+        if provider is not None and pid and diff(old, progress.new).changed & _PROVIDER_FIELDS:
+            update = provider.update_meeting
+            steps.append(
+                _Step(
+                    "provider.update",
+                    lambda p, _retrying: update(pid, p.new),
+                    lambda _p: update(pid, old),
+                )
+            )
+        if record:
+            steps.append(_Step("crm.update", _crm_update(ctx)))
+    elif kind is ActionKind.CANCEL:
+        if record:
+            steps.append(_Step("crm.update", _crm_update(ctx)))
+        if provider is not None and pid:
+            steps.append(_Step("provider.cancel", _gone_ok(provider.cancel_meeting, pid)))
+    elif kind is ActionKind.DELETE:
+        if record:
+            steps.append(_Step("crm.delete", lambda _p, _r: ctx.connector.delete(record)))
+        if provider is not None and pid:
+            steps.append(_Step("provider.delete", _gone_ok(provider.delete_meeting, pid)))
+    return steps
+
+
+def _dial_in(answer: ProviderMeeting) -> str | None:
+    return "\n".join(line.strip() for line in answer.dial_in if line.strip()) or None
+
+
+def _provider_create(provider: ConferencingProvider) -> Callable[[_Progress, bool], None]:
+    def run(progress: _Progress, retrying: bool) -> None:
+        answer = provider.create_meeting(progress.new)
+        progress.new = dataclasses.replace(
+            progress.new,
+            provider=provider.name,
+            provider_meeting_id=answer.id,
+            join_url=answer.join_url,
+        )
+        progress.dial_in = _dial_in(answer)
+
+    return run
+
+
+def _provider_remove(provider: ConferencingProvider) -> Callable[[_Progress], None]:
+    def undo(progress: _Progress) -> None:
+        if progress.new.provider_meeting_id:
+            _gone_ok(provider.delete_meeting, progress.new.provider_meeting_id)(progress, False)
+        progress.new = dataclasses.replace(
+            progress.new, provider=None, provider_meeting_id=None, join_url=None
+        )
+        progress.dial_in = None
+
+    return undo
+
+
+def _gone_ok(call: Callable[[str], object], pid: str) -> Callable[[_Progress, bool], None]:
+    """Call ``call(pid)``; a provider meeting already gone counts as done."""
+
+    def run(progress: _Progress, retrying: bool) -> None:
+        try:
+            call(pid)
+        except NotFoundError:
+            return
+
+    return run
+
+
+def _crm_create(ctx: ActionContext) -> Callable[[_Progress, bool], None]:
+    def run(progress: _Progress, retrying: bool) -> None:
+        meeting = progress.new
+        created = _find_in_crm(ctx, meeting) if retrying else None
+        if created is None:
+            created = ctx.connector.create(meeting)
+        progress.new = dataclasses.replace(
+            meeting, crm_record_id=created.crm_record_id, crm_modified_at=created.crm_modified_at
+        )
+
+    return run
+
+
+def _find_in_crm(ctx: ActionContext, meeting: Meeting) -> Meeting | None:
+    """The record an interrupted create may have made: ours by UID, on a related record."""
+    for ref in meeting.related[:1]:
+        for found in ctx.connector.list_for_record(ref):
+            if found.uid == meeting.uid and found.crm_record_id:
+                return found
+    return None
+
+
+def _crm_update(ctx: ActionContext) -> Callable[[_Progress, bool], None]:
+    def run(progress: _Progress, retrying: bool) -> None:
+        assert progress.old is not None
+        updated = ctx.connector.update(progress.new, diff(progress.old, progress.new))
+        progress.new = dataclasses.replace(progress.new, crm_modified_at=updated.crm_modified_at)
+
+    return run
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+Request = ScheduleRequest | EditRequest | MeetingRequest
+
+
+def _mutate(
+    ctx: ActionContext,
+    kind: ActionKind,
+    request: Request,
+    decide: Callable[[], _Progress | ActionResult],
+) -> ActionResult:
+    key = request.idempotency_key
+    fingerprint = request.fingerprint()
+    with _ledger(ctx) as ledger:
+        entry = ledger.find(ctx.org_id, key)
+        if entry is not None:
+            _same_request(ctx, entry, kind, fingerprint)
+            if entry.status is LedgerStatus.SUCCEEDED:
+                assert entry.result is not None
+                replay = ActionResult.from_json(entry.result).as_replay()
+                _audit(ledger, ctx, kind, "replayed", replay.meeting.id, key, {})
+                return replay
+            ledger.take(ctx.org_id, key, lease_until=ctx.clock() + ctx.lease)
+    if entry is not None:
+        return _advance(ctx, kind, key, _Progress.from_json(entry.state))
+    decided = decide()
+    with _ledger(ctx) as ledger:
+        meeting = decided.meeting if isinstance(decided, ActionResult) else decided.new
+        ledger.claim(
+            ctx.org_id,
+            key,
+            action=kind.value,
+            fingerprint=fingerprint,
+            actor=ctx.actor.email,
+            meeting_id=meeting.id,
+            state={} if isinstance(decided, ActionResult) else decided.to_json(),
+            lease_until=ctx.clock() + ctx.lease,
+        )
+        if isinstance(decided, ActionResult):  # nothing to do: remember that answer
+            ledger.complete(ctx.org_id, key, meeting_id=meeting.id, result=decided.to_json())
+            _audit(
+                ledger,
+                ctx,
+                kind,
+                "unchanged",
+                meeting.id,
+                key,
+                {"warnings": list(decided.warnings)},
+            )
+            return decided
+    return _advance(ctx, kind, key, decided)
+
+
+def _same_request(
+    ctx: ActionContext, entry: LedgerEntry, kind: ActionKind, fingerprint: str
+) -> None:
+    same = (entry.action, entry.fingerprint, entry.actor)
+    if same == (kind.value, fingerprint, ctx.actor.email):
+        return
+    raise ConflictError(
+        f"Idempotency key {entry.key} was already used for another request "
+        f"({entry.action} by {entry.actor})",
+        hint="Use a new idempotency key for a new request.",
+    )
+
+
+def _advance(ctx: ActionContext, kind: ActionKind, key: str, progress: _Progress) -> ActionResult:
+    """Run the steps not yet done, then commit; on failure undo or keep for a retry."""
+    ctx.hook(kind, "claimed")
+    steps = _steps(ctx, kind, progress)
+    current: _Step | None = None
+    try:
+        for step in steps:
+            if step.name in progress.done:
+                continue
+            retrying = step.name in progress.attempted
+            if not retrying:
+                progress.attempted.append(step.name)
+                _save(ctx, key, progress)
+            current = step
+            step.run(progress, retrying)
+            current = None
+            progress.done.append(step.name)
+            _save(ctx, key, progress)
+            ctx.hook(kind, step.name)
+        ctx.hook(kind, "commit")
+        with ctx.store.transaction() as uow:
+            return _commit(uow, ctx, kind, key, progress)
+    except Exception as error:
+        if current is not None and _certainly_failed(error):
+            progress.attempted.remove(current.name)
+            _undo(steps, progress)
+        _release(ctx, kind, key, progress, error)
+        raise
+
+
+def _certainly_failed(error: Exception) -> bool:
+    """Whether a failed remote call certainly changed nothing: the vendor refused it.
+
+    A 5xx, a timeout or a dropped connection may have been applied; only a refusal
+    (4xx, a rate limit, our own validation) allows undoing the steps before it.
+    """
+    if isinstance(error, RateLimitedError | AuthError):
+        return True
+    if isinstance(error, RemoteError):
+        return error.status is not None and 400 <= error.status < 500 and error.status != 408
+    return isinstance(error, CrmMeetingsError)
+
+
+def _undo(steps: Sequence[_Step], progress: _Progress) -> None:
+    """Undo the done steps, newest first; a failed undo leaves its step done (a retry
+    reuses it) and a warning."""
+    for step in reversed(steps):
+        if step.name not in progress.done or step.undo is None:
+            continue
+        try:
+            step.undo(progress)
+        except Exception as error:  # the rep gets the original error; the undo is noted
+            progress.warnings.append(f"could not undo {step.name}: {_describe(error)}")
+            continue
+        progress.done.remove(step.name)
+        progress.attempted.remove(step.name)
+
+
+def _commit(
+    uow: UnitOfWork, ctx: ActionContext, kind: ActionKind, key: str, progress: _Progress
+) -> ActionResult:
+    """Our row, the queued mail and the idempotent result: one transaction."""
+    old = progress.old
+    ledger = uow.repository(ActionLedger)
+    if old is None:
+        meeting = uow.meetings.add(progress.new, org_id=ctx.org_id)
+        ledger.set_dial_in(meeting.id, progress.dial_in)
+        plan = plan_new(meeting)
+    else:
+        meeting = uow.meetings.save(progress.new, expected_version=old.version)
+        plan = plan_edit(old, meeting, diff(old, meeting))
+    mails = compose(
+        meeting,
+        plan,
+        sender=ctx.sender_for(meeting),
+        now=ctx.clock(),
+        dial_in=ledger.dial_in(meeting.id),
+    )
+    messages = tuple(QueuedMessage.of(mail, new=Outbox.enqueue(uow, mail)) for mail in mails)
+    done = (*progress.done, "store.add" if old is None else "store.save")
+    result = ActionResult(
+        action=kind,
+        meeting=meeting,
+        done=(*done, "mail.queue") if messages else done,
+        messages=messages,
+        warnings=tuple(progress.warnings),
+    )
+    ledger.complete(ctx.org_id, key, meeting_id=meeting.id, result=result.to_json())
+    _audit(ledger, ctx, kind, "succeeded", meeting.id, key, {"done": list(result.done)})
+    return result
+
+
+def _release(
+    ctx: ActionContext, kind: ActionKind, key: str, progress: _Progress, error: Exception
+) -> None:
+    """Save the failed attempt's progress and error; free the key for a retry."""
+    described = (
+        error.to_dict()
+        if isinstance(error, CrmMeetingsError)
+        else {
+            "code": "unexpected",
+            "message": _describe(error),
+        }
+    )
+    try:
+        with _ledger(ctx) as ledger:
+            ledger.release(ctx.org_id, key, progress.to_json(), described)
+            detail = {"error": described, "done": list(progress.done)}
+            _audit(ledger, ctx, kind, "failed", progress.new.id, key, detail)
+    except Exception as store_error:  # the lease runs out instead; report the first error
+        error.add_note(f"recording the failure failed too: {_describe(store_error)}")
+    if isinstance(error, CrmMeetingsError):
+        pending = bool(progress.done or progress.attempted)
+        what = "finish it" if pending else "try again"
+        error.hint = f"{error.hint} Then repeat the request with idempotency key {key} to {what}."
+
+
+def _describe(error: BaseException) -> str:
+    return redact(f"{type(error).__name__}: {error}")
+
+
+@contextmanager
+def _ledger(ctx: ActionContext) -> Iterator[ActionLedger]:
+    with ctx.store.transaction() as uow:
+        yield uow.repository(ActionLedger)
+
+
+def _save(ctx: ActionContext, key: str, progress: _Progress) -> None:
+    with _ledger(ctx) as ledger:
+        ledger.progress(ctx.org_id, key, progress.to_json())
+
+
+def _audit(
+    ledger: ActionLedger,
+    ctx: ActionContext,
+    kind: ActionKind,
+    outcome: str,
+    meeting_id: str | None,
+    key: str | None,
+    detail: dict[str, Any],
+) -> None:
+    ledger.audit(
+        ctx.org_id,
+        actor=ctx.actor.email,
+        action=kind.value,
+        outcome=outcome,
+        meeting_id=meeting_id,
+        key=key,
+        detail=detail,
+    )
+
+
+def _view(
+    ctx: ActionContext,
+    kind: ActionKind,
+    request: ViewRequest,
+    render: Callable[[Meeting, str | None], ActionResult],
+) -> ActionResult:
+    with ctx.store.transaction() as uow:
+        meeting = _locate(uow, ctx, request.meeting)
+        ctx.authorize(ctx, meeting, kind)
+        if meeting.status is not MeetingStatus.SCHEDULED:
+            raise ConflictError(
+                f"Meeting {meeting.id} ({meeting.subject!r}) is {meeting.status}",
+                hint="Only a scheduled meeting has an invitation to share or add to a calendar.",
+            )
+        ledger = uow.repository(ActionLedger)
+        result = render(meeting, ledger.dial_in(meeting.id))
+        _audit(ledger, ctx, kind, "succeeded", meeting.id, None, {})
+        return result
