@@ -28,8 +28,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy src
 
 # pytest exits 5 when it collected no tests; make treats every non-zero exit as a failure.
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest
+
+# The browser tests drive Debian's chromium (Playwright with executable_path; no downloads).
+browser:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
