@@ -8,6 +8,7 @@ whose waits are recorded instead of slept. A new provider = one ``build_*`` func
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,13 +45,17 @@ class Harness:
     sleeps: list[float]
     history_endpoint: str  # the listing meetings_ran reads
     create_endpoint: str
-    build: Callable[..., ConferencingProvider]
+    build: Callable[..., ConferencingProvider]  # (secret=None, page_size=...) -> provider
     stored: Callable[[str], Mapping[str, Any]]  # the emulator's view of a meeting
     providers: list[ConferencingProvider] = field(default_factory=list)
 
     @property
     def organizer(self) -> str:
         return self.data.users[0].email
+
+    def pages(self, rows: int, page_size: int) -> int:
+        """Listing calls for ``rows`` rows: Zoom pages them, GoTo answers them at once."""
+        return max(1, math.ceil(rows / page_size)) if self.vendor == "zoom" else 1
 
     def seeded(self, predicate: Callable[[SeedMeeting], bool]) -> list[SeedMeeting]:
         return [m for m in self.data.meetings if predicate(m)]
@@ -77,14 +82,19 @@ def _settings(sandbox: Sandbox, vendor: str, sleeps: list[float]) -> HttpSetting
     )
 
 
-def build_zoom(sandbox: Sandbox, sleeps: list[float], secret: str | None = None) -> ZoomProvider:
+def build_zoom(
+    sandbox: Sandbox, sleeps: list[float], secret: str | None = None, page_size: int = 300
+) -> ZoomProvider:
     credentials = AccountCredentials(
         "sandbox-account", "sandbox-client", secret or sandbox.refresh_token("zoom")
     )
-    return ZoomProvider(credentials, _settings(sandbox, "zoom", sleeps))
+    return ZoomProvider(credentials, _settings(sandbox, "zoom", sleeps), page_size=page_size)
 
 
-def build_goto(sandbox: Sandbox, sleeps: list[float], secret: str | None = None) -> GoToProvider:
+def build_goto(
+    sandbox: Sandbox, sleeps: list[float], secret: str | None = None, page_size: int = 0
+) -> GoToProvider:
+    """GoTo does not page: ``page_size`` is accepted and has nothing to change."""
     refresh = secret or sandbox.refresh_token("goto", subject=SEED_ORGANIZER)
     grant = RefreshTokenGrant("sandbox-client", "sandbox-secret", refresh)
     return GoToProvider(grant, _settings(sandbox, "goto", sleeps))
@@ -141,7 +151,7 @@ def harness(request: pytest.FixtureRequest, sandbox_factory: SandboxFactory) -> 
         create_endpoint=(
             "/v2/users/{userId}/meetings" if vendor == "zoom" else "/G2M/rest/v2/meetings"
         ),
-        build=lambda secret=None: build(sandbox, sleeps, secret),
+        build=lambda secret=None, page_size=300: build(sandbox, sleeps, secret, page_size),
         stored=_zoom_stored(sandbox) if vendor == "zoom" else _goto_stored(sandbox),
     )
     harness.providers.append(provider)

@@ -266,3 +266,31 @@ def test_check_reports_credentials_and_api(harness: Harness) -> None:
     checks = harness.provider.check()
     assert [c.ok for c in checks] == [True, True], checks
     assert all(c.name.startswith(harness.vendor) for c in checks)
+
+
+def test_listings_page_with_exact_call_counts(harness: Harness) -> None:
+    """Two rows per page: Zoom follows next_page_token; GoTo's lists are not paged."""
+    provider = harness.build(page_size=2)
+    harness.providers.append(provider)
+    user = harness.data.users[0]
+    instances = [
+        s for m in harness.data.meetings if m.organizer == user.key for s in m.sessions
+        if NOV <= s.start < DEC
+    ]  # fmt: skip
+    assert len(instances) > 4  # several pages
+    ran = list(provider.meetings_ran(user.email, NOV, DEC))
+    assert [r.id for r in ran] == harness.ran_between(user.email, NOV, DEC)
+    calls = harness.sandbox.calls
+    assert calls.count(harness.vendor, endpoint=harness.history_endpoint) == harness.pages(
+        len(instances), 2
+    )
+
+    seeded = max(harness.data.meetings, key=lambda m: len(m.sessions))
+    calls.reset()
+    sessions = provider.sessions(seeded.provider_meeting_id)
+    assert [len(s.participants) for s in sessions] == [len(s.participants) for s in seeded.sessions]
+    if harness.vendor == "zoom":
+        expected = 1 + sum(1 + harness.pages(len(s.participants), 2) for s in seeded.sessions)
+    else:
+        expected = 1
+    assert len(calls.calls(harness.vendor)) == expected

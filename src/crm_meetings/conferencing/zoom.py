@@ -82,12 +82,15 @@ class ZoomProvider:
         *,
         users: Mapping[str, str] | None = None,
         calls: CallCounter | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> None:
-        """``settings``: URLs, TLS, timeout, retry policy (default: Zoom's cloud)."""
+        """``settings``: URLs, TLS, timeout, retry policy (default: Zoom's cloud).
+        ``page_size`` (at most Zoom's 300) is for tests that want several pages."""
         settings = settings or HttpSettings(api_url=API_URL, token_url=TOKEN_URL)
         self.api = ApiClient(VENDOR, settings, credentials, ERRORS, calls=calls)
         self.calls = self.api.calls
         self.users = {email.lower(): user for email, user in (users or {}).items()}
+        self.page_size = max(1, min(page_size, PAGE_SIZE))
 
     def close(self) -> None:
         self.api.close()
@@ -175,7 +178,7 @@ class ZoomProvider:
                 "type": "past",
                 "from": start.date().isoformat(),
                 "to": last_day.isoformat(),
-                "page_size": PAGE_SIZE,
+                "page_size": self.page_size,
             }
             if token:
                 params["next_page_token"] = token
@@ -210,7 +213,7 @@ class ZoomProvider:
     def _participants_page(
         self, segment: Mapping[str, str], token: str | None
     ) -> tuple[list[Participant], str | None]:
-        params: dict[str, str | int] = {"page_size": PAGE_SIZE}
+        params: dict[str, str | int] = {"page_size": self.page_size}
         if token:
             params["next_page_token"] = token
         body = self.api.call("GET", PARTICIPANTS, path=segment, params=params).json()
