@@ -173,6 +173,19 @@ class HubSpotEmulator:
                 methods=["GET"],
             ),
         ]
+        routes += [  # the date-versioned twins
+            Route("/crm/owners/{version}/", self._api(self.list_owners), methods=["GET"]),
+            Route(
+                "/crm/properties/{version}/{objectType}",
+                self._api(self.list_properties),
+                methods=["GET"],
+            ),
+            Route(
+                "/crm/properties/{version}/{objectType}/{propertyName}",
+                self._api(self.get_property),
+                methods=["GET"],
+            ),
+        ]
         for prefix in ("/crm/v3/objects", "/crm/objects/{version}"):
             base = prefix + "/{objectType}"
             routes += [

@@ -174,7 +174,12 @@ _CONTACT = (
 )
 _COMPANY = (*_COMMON, _text("name", "Company name"), _text("domain", "Company domain name"))
 _DEAL = (*_COMMON, _text("dealname", "Deal name"))
-_TICKET = (*_COMMON, _text("subject", "Ticket name"))
+_TICKET = (
+    *_COMMON,
+    _text("subject", "Ticket name"),
+    _text("hs_pipeline", "Pipeline"),
+    _text("hs_pipeline_stage", "Ticket status"),
+)
 
 OBJECT_TYPES: Final = (
     ObjectType("meetings", "0-47", "meeting", ("meeting", "meeting_event"), _MEETING),
