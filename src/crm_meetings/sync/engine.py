@@ -22,41 +22,22 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
+from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.connectors.base import Connector, HistoryItem
 from crm_meetings.errors import ConflictError, CrmMeetingsError, NoSessionExistsError
 from crm_meetings.model import CrmKind, Meeting, MeetingStatus, Session
 from crm_meetings.store import DEFAULT_ORG_ID, RunCounters, Store, SyncRunStatus
 from crm_meetings.sync.claims import LeaseRepository
-from crm_meetings.transport import CallCounter
 
 __all__ = [
     "HistorySync",
-    "SessionSource",
     "SyncOptions",
     "SyncReport",
 ]
-
-
-class SessionSource(Protocol):
-    """What the engine needs of a conferencing provider."""
-
-    name: str
-    calls: CallCounter
-
-    def ran_meeting_ids(
-        self, organizer_email: str, since: datetime, until: datetime
-    ) -> Iterable[str]:
-        """Provider meeting ids of the organizer's meetings that ran in the window."""
-        ...
-
-    def sessions(self, provider_meeting_id: str) -> Sequence[Session]:
-        """Sessions with participants; NoSessionExistsError when it never ran."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +81,7 @@ class HistorySync:
     def __init__(
         self,
         store: Store,
-        provider: SessionSource,
+        provider: ConferencingProvider,
         connectors: Mapping[CrmKind, Connector],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -129,7 +110,8 @@ class HistorySync:
             else now - self.options.first_window
         )
         with self._run(kind, organizer=organizer) as run:
-            ids = list(dict.fromkeys(self.provider.ran_meeting_ids(organizer, since, now)))
+            ran = self.provider.meetings_ran(organizer, since, now)
+            ids = list(dict.fromkeys(meeting.id for meeting in ran))
             pending = list(self._collect(ids, run.tally))
             complete = self._write(pending, run, progress)
             if complete and not self.options.dry_run:

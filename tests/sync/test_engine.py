@@ -1,0 +1,237 @@
+"""The history sync on each CRM x each provider, through the real clients and the sandbox."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from crm_meetings.conferencing.base import ConferencingProvider
+from crm_meetings.connectors.base import Connector
+from crm_meetings.errors import NoSessionExistsError, RemoteError
+from crm_meetings.model import CrmKind, Invitee, Meeting, Person, new_meeting
+from crm_meetings.sandbox.base import FaultPlan
+from crm_meetings.sandbox.seed import SeedData, SeedSpec
+from crm_meetings.sandbox.server import Sandbox
+from crm_meetings.store import Store, SyncRunStatus, upgrade
+from crm_meetings.sync.engine import HistorySync, SyncOptions
+
+TESTS = Path(__file__).parent.parent
+NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+ORGANIZER = "rep0@sales.example.com"
+SESSION_STATE = {
+    "salesforce": "history_sessions",
+    "hubspot": "sessions",
+    "zoho": "history_sessions",
+}
+CRMS = {"salesforce": CrmKind.SALESFORCE, "hubspot": CrmKind.HUBSPOT, "zoho": CrmKind.ZOHO}
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"sync_{path.parent.name}_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+HARNESSES = {m.VENDOR: m for m in map(_load, sorted((TESTS / "contract").glob("harness_*.py")))}
+PROVIDERS = _load(TESTS / "conferencing" / "conftest.py")
+
+
+@dataclasses.dataclass
+class World:
+    crm: str
+    provider_name: str
+    sandbox: Sandbox
+    data: SeedData
+    connector: Connector
+    provider: ConferencingProvider
+    store: Store
+    meetings: list[Meeting]
+
+    def engine(self, **options: Any) -> HistorySync:
+        return HistorySync(
+            self.store,
+            self.provider,
+            {CRMS[self.crm]: self.connector},
+            clock=lambda: NOW,
+            options=SyncOptions(first_window=timedelta(days=60), **options),
+        )
+
+    def crm_sessions(self) -> list[Any]:
+        return list(self.sandbox.emulator(self.crm).state()[SESSION_STATE[self.crm]])
+
+    def expected_sessions(self) -> int:
+        return sum(len(m.sessions) for m in self.data.meetings)
+
+    def crm_calls(self) -> int:
+        return self.sandbox.calls.count(self.crm)
+
+
+@pytest.fixture(
+    params=[(crm, provider) for crm in sorted(HARNESSES) for provider in ("zoom", "goto")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    crm, provider_name = request.param
+    seed = SeedSpec(
+        seed=11, meetings=10, organizers=1, records=3, started_share=0.6, provider=provider_name
+    )
+    sandbox = Sandbox([crm, provider_name], seed=seed)
+    sandbox.start()
+    store_url = f"sqlite+pysqlite:///{tmp_path / 'sync.db'}"
+    upgrade(store_url)
+    store = Store(store_url)
+    connector = HARNESSES[crm].make_connector(sandbox)
+    build = PROVIDERS.build_zoom if provider_name == "zoom" else PROVIDERS.build_goto
+    provider = build(sandbox, [])
+    try:
+        assert sandbox.data is not None
+        meetings = _schedule(sandbox.data, crm, provider_name, connector, store)
+        yield World(crm, provider_name, sandbox, sandbox.data, connector, provider, store, meetings)
+    finally:
+        provider.close()
+        close = getattr(connector, "close", None)
+        if callable(close):
+            close()
+        store.dispose()
+        sandbox.stop()
+
+
+def _schedule(
+    data: SeedData, crm: str, provider: str, connector: Connector, store: Store
+) -> list[Meeting]:
+    """Our copy of every seeded meeting, created in the CRM: what `schedule` leaves behind."""
+    drafts = [
+        new_meeting(
+            crm=CRMS[crm],
+            subject=m.subject,
+            start=m.start,
+            end=m.end,
+            timezone=m.timezone,
+            organizer=Person(ORGANIZER, "Rep Zero"),
+            now=m.start - timedelta(days=7),
+            id_factory=lambda m=m: f"{crm}-{m.key}",  # type: ignore[misc]
+            invitees=tuple(Invitee(email, name) for name, email in m.invitees),
+            provider=provider,
+            provider_meeting_id=m.provider_meeting_id,
+            join_url=m.join_url,
+        )
+        for m in data.meetings
+    ]
+    results = connector.create_many(drafts)
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    meetings = [
+        dataclasses.replace(d, crm_record_id=r.record_id)
+        for d, r in zip(drafts, results, strict=True)
+    ]
+    with store.transaction() as uow:
+        for meeting in meetings:
+            uow.meetings.add(meeting)
+    return meetings
+
+
+def test_started_meetings_get_sessions_and_a_second_run_writes_nothing(world: World) -> None:
+    expected = world.expected_sessions()
+    assert expected > 0
+    first = world.engine().sync_organizer(ORGANIZER)
+    assert first.status is SyncRunStatus.SUCCEEDED, first.counters.errors
+    assert first.counters.sessions_written == expected
+    assert first.counters.unmatched == 0
+    assert first.counters.participants_written == sum(
+        len(s.participants) for m in world.data.meetings for s in m.sessions
+    )
+    assert len(world.crm_sessions()) == expected
+    assert first.counters.api_calls[world.crm], "the run records its CRM calls"
+
+    with world.store.transaction() as uow:
+        for seeded, ours in zip(world.data.meetings, world.meetings, strict=True):
+            stored = uow.sessions.list_for_meeting(ours.id)
+            assert len(stored) == len(seeded.sessions)  # ids are the vendor's own
+            for session in stored:
+                assert session.participants, "participants come with each session"
+        runs = uow.runs.list_recent()
+    assert [r.status for r in runs] == [SyncRunStatus.SUCCEEDED]
+
+    crm_calls = world.crm_calls()
+    second = world.engine().sync_organizer(ORGANIZER)
+    assert second.status is SyncRunStatus.SUCCEEDED
+    assert second.counters.sessions_written == 0
+    assert world.crm_calls() == crm_calls, "nothing changed: the CRM is not called"
+    assert len(world.crm_sessions()) == expected
+
+
+def test_never_started_meeting_answers_no_session_exists(world: World) -> None:
+    idle = next(
+        ours
+        for seeded, ours in zip(world.data.meetings, world.meetings, strict=True)
+        if not seeded.sessions
+    )
+    with pytest.raises(NoSessionExistsError) as info:
+        world.engine().sync_meeting(idle.id)
+    assert str(info.value).startswith("No session exists")
+
+
+def test_sync_now_for_one_started_meeting(world: World) -> None:
+    seeded, ours = next(
+        (s, o) for s, o in zip(world.data.meetings, world.meetings, strict=True) if s.sessions
+    )
+    report = world.engine().sync_meeting(ours.id)
+    assert report.status is SyncRunStatus.SUCCEEDED
+    assert report.counters.sessions_written == len(seeded.sessions)
+    assert len(world.crm_sessions()) == len(seeded.sessions)
+
+
+def test_an_interrupted_run_resumes_to_the_same_state(world: World) -> None:
+    world.sandbox.faults.set(world.crm, FaultPlan(server_error=1.0))
+    with pytest.raises(RemoteError):
+        world.engine().sync_organizer(ORGANIZER)
+    with world.store.transaction() as uow:
+        failed = uow.runs.list_recent()
+        checkpoint = uow.checkpoints.get("default", world.provider_name, f"sessions:{ORGANIZER}")
+    assert [r.status for r in failed] == [SyncRunStatus.FAILED]
+    assert checkpoint is None, "the checkpoint only moves once the CRM accepted everything"
+
+    world.sandbox.faults.clear()
+    resumed = world.engine().sync_organizer(ORGANIZER)
+    assert resumed.status is SyncRunStatus.SUCCEEDED
+    assert len(world.crm_sessions()) == world.expected_sessions()
+    assert world.engine().sync_organizer(ORGANIZER).counters.sessions_written == 0
+
+
+def test_faults_at_twenty_percent_reach_the_same_final_state(world: World) -> None:
+    flaky = FaultPlan(rate_limited=0.1, server_error=0.1, retry_after=0.01)
+    world.sandbox.faults.set(world.crm, flaky)
+    world.sandbox.faults.set(world.provider_name, flaky)
+    for _ in range(5):
+        try:
+            report = world.engine().sync_organizer(ORGANIZER)
+        except RemoteError:
+            continue
+        if report.status is SyncRunStatus.SUCCEEDED:
+            break
+    world.sandbox.faults.clear()
+    final = world.engine().sync_organizer(ORGANIZER)
+    assert final.status is SyncRunStatus.SUCCEEDED
+    assert len(world.crm_sessions()) == world.expected_sessions()
+    with world.store.transaction() as uow:
+        stored = sum(len(uow.sessions.list_for_meeting(m.id)) for m in world.meetings)
+    assert stored == world.expected_sessions()
+
+
+def test_dry_run_shows_the_diff_and_writes_nothing(world: World) -> None:
+    report = world.engine(dry_run=True).sync_organizer(ORGANIZER)
+    assert sum(len(item.sessions) for item in report.planned) == world.expected_sessions()
+    assert world.crm_sessions() == []
+    with world.store.transaction() as uow:
+        assert uow.runs.list_recent() == []
