@@ -73,7 +73,8 @@ def test_override_counts_for_whoever_was_booked(store: Store, clock: Any) -> Non
 def test_unavailable_member_is_skipped_until_toggled_back(store: Store, clock: Any) -> None:
     r = create(store, A, B)
     with store.transaction() as uow:
-        uow.repository(RotationRepository).set_available(r.id, A, False)
+        toggled = uow.repository(RotationRepository).set_available(r.id, A, False)
+    assert not toggled.member(A).available
     assert [book(store, r.id, f"m{i}", clock.advance(minutes=1)) for i in range(2)] == [B, B]
     with store.transaction() as uow:
         repo = uow.repository(RotationRepository)
@@ -168,7 +169,7 @@ def test_daily_cap_and_weights(store: Store, clock: Any) -> None:
     with store.transaction() as uow:
         repo = uow.repository(RotationRepository)
         repo.configure_member(r.id, A, daily_cap=1)
-        repo.configure_member(r.id, B, weight=2.0)
+        assert repo.configure_member(r.id, B, weight=2.0).member(B).weight == 2.0
     picks = [book(store, r.id, f"m{i}", clock.advance(minutes=1)) for i in range(3)]
     assert picks == [A, B, B]  # A capped for the day after one
     clock.advance(days=1)

@@ -262,10 +262,11 @@ class RotationRepository(Repository):
     def set_available(self, rotation_id: str, email: str, available: bool) -> Rotation:
         """The availability toggle (training, holidays)."""
 
-        def toggle(loaded: _Loaded) -> tuple[_Loaded, None]:
-            return loaded.but(rules.set_available(loaded.rotation, email, available)), None
+        def toggle(loaded: _Loaded) -> tuple[_Loaded, Rotation]:
+            changed = rules.set_available(loaded.rotation, email, available)
+            return loaded.but(changed), changed
 
-        return self._change(rotation_id, toggle)[0].rotation
+        return self._change(rotation_id, toggle)[1]
 
     def configure_member(
         self,
@@ -278,17 +279,17 @@ class RotationRepository(Repository):
     ) -> Rotation:
         """Set a member's weight and/or daily cap (``clear_cap`` removes the cap)."""
 
-        def configure(loaded: _Loaded) -> tuple[_Loaded, None]:
+        def configure(loaded: _Loaded) -> tuple[_Loaded, Rotation]:
             member = loaded.rotation.member(email)
             changes: dict[str, Any] = {}
             if weight is not None:
                 changes["weight"] = weight
             if daily_cap is not None or clear_cap:
                 changes["daily_cap"] = None if clear_cap else daily_cap
-            changed = dataclasses.replace(member, **changes)
-            return loaded.but(loaded.rotation.with_member(changed)), None
+            changed = loaded.rotation.with_member(dataclasses.replace(member, **changes))
+            return loaded.but(changed), changed
 
-        return self._change(rotation_id, configure)[0].rotation
+        return self._change(rotation_id, configure)[1]
 
     # --- booking ---------------------------------------------------------------------
 

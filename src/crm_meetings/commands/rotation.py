@@ -1,0 +1,228 @@
+"""``crm-meetings rotation …``: meeting rotations (round robin) from the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from crm_meetings.commands import console, settings, store_url
+from crm_meetings.routing.rotation import Explanation, NewMemberPolicy, Rotation
+from crm_meetings.routing.rotations import (
+    Booking,
+    BookingState,
+    RotationRepository,
+    explanation_to_json,
+)
+from crm_meetings.store import DEFAULT_ORG_ID, Store
+
+__all__ = ["app", "rotation_json"]
+
+app = typer.Typer(help="Meeting rotations: who hosts the next meeting, and why.")
+
+Org = Annotated[str, typer.Option(help="The organisation.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+Ref = Annotated[str, typer.Argument(help="The rotation's name or id.")]
+
+
+@contextmanager
+def _rotations(ctx: typer.Context) -> Iterator[RotationRepository]:
+    with Store(store_url(settings(ctx))) as store, store.transaction() as uow:
+        yield uow.repository(RotationRepository)
+
+
+def rotation_json(rotation: Rotation) -> dict[str, Any]:
+    return {
+        "id": rotation.id,
+        "name": rotation.name,
+        "policy": rotation.policy.value,
+        "teams": sorted(rotation.teams),
+        "members": [
+            {
+                "email": m.email,
+                "count": m.count,
+                "available": m.available,
+                "weight": m.weight,
+                "daily_cap": m.daily_cap,
+                "last_scheduled": m.last_scheduled.isoformat() if m.last_scheduled else None,
+                "teams": sorted(m.teams),
+                "direct": m.direct,
+            }
+            for m in rotation.members
+        ],
+    }
+
+
+def _print_rotation(rotation: Rotation, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rotation_json(rotation), indent=2))
+        return
+    table = Table(title=Text(f"{rotation.name} ({rotation.id}, {rotation.policy} policy)"))
+    for name in ("member", "booked", "available", "weight", "daily cap", "last scheduled", "via"):
+        table.add_column(name)
+    for m in rotation.members:
+        via = ", ".join(sorted(m.teams)) + (" (listed)" if m.direct and m.teams else "")
+        table.add_row(
+            Text(m.email),
+            str(m.count),
+            Text("yes", style="green") if m.available else Text("no", style="red"),
+            f"{m.weight:g}",
+            str(m.daily_cap or "—"),
+            m.last_scheduled.strftime("%Y-%m-%d %H:%M UTC") if m.last_scheduled else "never",
+            Text(via or "listed"),
+        )
+    console.print(table)
+
+
+def _print_explanation(explanation: Explanation, as_json: bool, extra: dict[str, Any]) -> None:
+    if as_json:
+        typer.echo(json.dumps({**extra, "explanation": explanation_to_json(explanation)}, indent=2))
+        return
+    for key, value in extra.items():
+        console.print(Text(f"{key}: {value}"))
+    console.print(Text(explanation.as_text()))
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A name unique in the organisation.")],
+    member: Annotated[list[str] | None, typer.Option(help="A member's e-mail (repeat).")] = None,
+    team: Annotated[list[str] | None, typer.Option(help="A team whose members join.")] = None,
+    policy: Annotated[
+        NewMemberPolicy, typer.Option(help="When someone joins: reset every count, or calibrate.")
+    ] = NewMemberPolicy.RESET,
+    org: Org = DEFAULT_ORG_ID,
+    as_json: Json = False,
+) -> None:
+    """Create a rotation."""
+    with _rotations(ctx) as rotations:
+        rotation = rotations.create(org, name, users=member or [], teams=team or [], policy=policy)
+    _print_rotation(rotation, as_json)
+
+
+@app.command("add-member")
+def add_member(
+    ctx: typer.Context,
+    rotation: Ref,
+    email: Annotated[str, typer.Argument(help="The new member's e-mail.")],
+    org: Org = DEFAULT_ORG_ID,
+    as_json: Json = False,
+) -> None:
+    """Add a member; under the reset policy every count starts again at 0."""
+    with _rotations(ctx) as rotations:
+        changed = rotations.add_member(rotations.get(rotation, org_id=org).id, email)
+    _print_rotation(changed, as_json)
+
+
+@app.command("team")
+def team(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The team.")],
+    emails: Annotated[list[str], typer.Argument(help="Every member of the team.")],
+    org: Org = DEFAULT_ORG_ID,
+) -> None:
+    """Set a team's members; every rotation listing the team follows."""
+    with _rotations(ctx) as rotations:
+        changed = rotations.set_team(org, name, emails)
+    console.print(Text(f"Team {name}: {len(emails)} members; {len(changed)} rotations updated."))
+
+
+@app.command("toggle")
+def toggle(
+    ctx: typer.Context,
+    rotation: Ref,
+    email: Annotated[str, typer.Argument(help="The member.")],
+    available: Annotated[
+        bool | None, typer.Option("--available/--unavailable", help="Set instead of flipping.")
+    ] = None,
+    org: Org = DEFAULT_ORG_ID,
+    as_json: Json = False,
+) -> None:
+    """Flip a member's availability (training, holidays), or set it."""
+    with _rotations(ctx) as rotations:
+        current = rotations.get(rotation, org_id=org)
+        wanted = not current.member(email).available if available is None else available
+        changed = rotations.set_available(current.id, email, wanted)
+    _print_rotation(changed, as_json)
+
+
+@app.command("pick")
+def pick(
+    ctx: typer.Context, rotation: Ref, org: Org = DEFAULT_ORG_ID, as_json: Json = False
+) -> None:
+    """Who would host the next meeting, and why (nothing is booked)."""
+    with _rotations(ctx) as rotations:
+        found = rotations.get(rotation, org_id=org)
+        explanation = rotations.suggest(found.id, rotations.clock())
+    _print_explanation(explanation, as_json, {"rotation": found.name})
+
+
+def _print_booking(booking: Booking, as_json: bool) -> None:
+    extra = {
+        "meeting": booking.meeting_id,
+        "booked": booking.member,
+        "overridden": booking.overridden,
+        "state": booking.state.value,
+    }
+    _print_explanation(booking.explanation, as_json, extra)
+
+
+@app.command("book")
+def book(
+    ctx: typer.Context,
+    rotation: Ref,
+    meeting_id: Annotated[str, typer.Argument(help="The meeting being booked.")],
+    member: Annotated[
+        str | None, typer.Option(help="Book this member instead of the suggestion.")
+    ] = None,
+    org: Org = DEFAULT_ORG_ID,
+    as_json: Json = False,
+) -> None:
+    """Book a meeting through the rotation and count it."""
+    with _rotations(ctx) as rotations:
+        found = rotations.get(rotation, org_id=org)
+        booking = rotations.book(found.id, meeting_id, rotations.clock(), member=member)
+    _print_booking(booking, as_json)
+
+
+@app.command("unbook")
+def unbook(
+    ctx: typer.Context,
+    meeting_id: Annotated[str, typer.Argument(help="The cancelled or deleted meeting.")],
+    state: Annotated[BookingState, typer.Option(help="cancelled or deleted.")] = (
+        BookingState.DELETED
+    ),
+    as_json: Json = False,
+) -> None:
+    """Give a cancelled or deleted meeting's count back."""
+    with _rotations(ctx) as rotations:
+        booking = rotations.end_booking(meeting_id, state)
+    if booking is None:
+        console.print(Text(f"Meeting {meeting_id} was not booked through a rotation."))
+        return
+    _print_booking(booking, as_json)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    rotation: Annotated[str | None, typer.Argument(help="One rotation; all if none.")] = None,
+    org: Org = DEFAULT_ORG_ID,
+    as_json: Json = False,
+) -> None:
+    """Show rotations with their members' counts and availability."""
+    with _rotations(ctx) as rotations:
+        found = [rotations.get(rotation, org_id=org)] if rotation else rotations.rotations(org)
+    if as_json:
+        typer.echo(json.dumps([rotation_json(r) for r in found], indent=2))
+        return
+    if not found:
+        console.print("No rotations yet: create one with `crm-meetings rotation create`.")
+    for one in found:
+        _print_rotation(one, as_json=False)
