@@ -10,23 +10,28 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.util
 import json
 import secrets
+import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi import FastAPI
 
+from crm_meetings.actions import ActionContext
 from crm_meetings.config import Settings, WebSettings
 from crm_meetings.model import RecordRef
 from crm_meetings.store import Store
 from crm_meetings.web.app import create_app
 from crm_meetings.web.auth import hubspot_v3_signature, sign_widget_token
-from crm_meetings.web.security import CSRF_HEADER
+from crm_meetings.web.security import CSRF_HEADER, Principal
 from crm_meetings.web.services import WebServices
 
 # Starlette 1.x warns that its test client prefers httpx2; httpx is what this project
@@ -137,6 +142,46 @@ def crm(clock: Clock) -> Crm:
     return Crm(clock)
 
 
+def _load_standins() -> ModuleType:
+    """The actions suite's in-memory CRM and provider (tests/actions/standins.py)."""
+    path = Path(__file__).parent.parent / "actions" / "standins.py"
+    spec = importlib.util.spec_from_file_location("web_action_standins", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+STANDINS = _load_standins()
+ActionFactory = Callable[[Principal], ActionContext]
+
+
+def memory_actions(store: Store, clock: Clock, admins: frozenset[str]) -> ActionFactory:
+    """Actions against one in-memory CRM and provider, as the verified caller."""
+    connector = STANDINS.MemoryCrm(clock)
+    provider = STANDINS.MemoryProvider()
+
+    def context(caller: Principal) -> ActionContext:
+        return ActionContext(
+            store=store,
+            connector=connector,
+            actor=caller.actor(),
+            provider=provider,
+            clock=clock,
+            org_id=caller.org_id,
+            admins=admins,
+        )
+
+    return context
+
+
+@pytest.fixture
+def actions_factory() -> Callable[[Store, Clock, frozenset[str]], ActionFactory]:
+    return memory_actions
+
+
 @pytest.fixture
 def services() -> WebServices:
     return WebServices(admins=frozenset({ADMIN}), session_ttl=timedelta(minutes=30))
@@ -183,7 +228,7 @@ class Web:
         )
         assert response.status_code == 303, response.text
         cookie = response.headers["set-cookie"].lower()
-        for flag in ("httponly", "secure", "samesite=none", "max-age=1800"):
+        for flag in ("httponly", "secure", "samesite=none", "max-age="):
             assert flag in cookie
         page_html = self.client.get("/panel")
         assert page_html.status_code == 200, page_html.text

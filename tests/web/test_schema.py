@@ -25,7 +25,9 @@ EXAMPLES = 12  # per operation: bounded, so the suite stays fast
 
 
 @pytest.fixture
-def keyed_app(sqlite_url: str, make_meeting: Any, settings: Any) -> Iterator[tuple[Any, str]]:
+def keyed_app(
+    sqlite_url: str, make_meeting: Any, settings: Any, actions_factory: Any
+) -> Iterator[tuple[Any, str]]:
     upgrade(sqlite_url)
     with Store(sqlite_url) as store:
         with store.transaction() as uow:
@@ -38,7 +40,11 @@ def keyed_app(sqlite_url: str, make_meeting: Any, settings: Any) -> Iterator[tup
                 actor_email="admin@acme.example",
                 by="test",
             )
-        app = create_app(settings, store=store, services=WebServices(nightly_func="time:time"))
+        services = WebServices(
+            nightly_func="time:time",
+            action_context=actions_factory(store, store.clock, frozenset()),
+        )
+        app = create_app(settings, store=store, services=services)
         yield app, key
 
 

@@ -5,20 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.base import BaseScheduler
 
+from crm_meetings.actions import ActionContext
 from crm_meetings.commands import Check
 from crm_meetings.connectors.base import RecordType
 from crm_meetings.model import Meeting, Session
 from crm_meetings.web.auth import CallerContext, ReplayGuard
 
-__all__ = ["RecordTypeSource", "SyncMeeting", "WebServices"]
+if TYPE_CHECKING:
+    from crm_meetings.web.security import Principal
+
+__all__ = ["ActionContextFactory", "RecordTypeSource", "SyncMeeting", "WebServices"]
 
 #: the meeting record types the caller's CRM has (a connector's ``record_types``)
 RecordTypeSource = Callable[[CallerContext], Sequence[RecordType]]
 #: syncs one meeting's history now and returns its sessions (the sync engine)
 SyncMeeting = Callable[[CallerContext, Meeting], Sequence[Session]]
+#: the actions' context for a verified caller: their org, them as actor, their CRM
+ActionContextFactory = Callable[["Principal"], ActionContext]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,7 +34,9 @@ class WebServices:
 
     ``scheduler`` is the worker's APScheduler (saving the sync hour reschedules it);
     ``admins`` are the e-mail addresses that may use the admin page; ``checks`` are the
-    ``doctor`` checks shown as connection health.
+    ``doctor`` checks shown as connection health; ``action_context`` builds the actions'
+    context (connector, provider, sender) for a caller — without it the action endpoints
+    answer 503 ``actions_unavailable``.
     """
 
     scheduler: BaseScheduler | None = None
@@ -35,6 +44,7 @@ class WebServices:
     checks: Sequence[Check] = ()
     record_types: RecordTypeSource | None = None
     sync_meeting: SyncMeeting | None = None
+    action_context: ActionContextFactory | None = None
     replay: ReplayGuard = field(default_factory=ReplayGuard)
     session_ttl: timedelta = timedelta(hours=1)
     nightly_func: str = "crm_meetings.sync.jobs:run_nightly"
