@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crm_meetings.errors import ConflictError, NotFoundError
 from crm_meetings.routing import rotation as rules
@@ -275,3 +277,63 @@ def test_a_lost_swap_is_computed_again_from_fresh_counts(postgres_url: str, cloc
         assert mine.member == B
         assert mine.rotation_version == 2
         assert counts(store, r.id) == {A: 1, B: 1}
+
+
+# --- the store follows the pure rules, under random histories ----------------------------
+
+_EMAILS = (A, B, C, D)
+_ops = st.one_of(
+    st.tuples(st.just("book"), st.none()),
+    st.tuples(st.just("override"), st.sampled_from(_EMAILS)),
+    st.tuples(st.just("end"), st.sampled_from(list(BookingState)[1:])),
+    st.tuples(st.just("toggle"), st.sampled_from(_EMAILS)),
+    st.tuples(st.just("join"), st.sampled_from(_EMAILS)),
+    st.tuples(st.just("team"), st.sets(st.sampled_from(_EMAILS), max_size=3)),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(_ops, max_size=25), policy=st.sampled_from(list(NewMemberPolicy)))
+def test_random_histories_through_the_store_match_the_rules(
+    ops: list[tuple[str, Any]], policy: NewMemberPolicy
+) -> None:
+    with Store("sqlite://") as store:  # a fresh in-memory database per example
+        store.upgrade()
+        r = create(store, A, teams=["t"], policy=policy)
+        model, users, team, epoch = r, [A], set[str](), 0
+        live: dict[str, tuple[str, int]] = {}  # meeting → (member, epoch it counted in)
+        at = AT
+        for i, (op, arg) in enumerate(ops):
+            at += timedelta(hours=1)
+            before = {m.email for m in model.members}
+            with store.transaction() as uow:
+                repo = uow.repository(RotationRepository)
+                if op in ("book", "override"):
+                    chosen = arg or rules.pick(model).chosen
+                    if chosen is None or chosen not in before:
+                        continue
+                    assert repo.book(r.id, f"m{i}", at, member=arg).member == chosen
+                    model = rules.book(model, chosen, at)
+                    live[f"m{i}"] = (chosen, epoch)
+                elif op == "end" and live:
+                    meeting, (member, counted_in) = live.popitem()
+                    repo.end_booking(meeting, arg)
+                    model = rules.unbook(model, member) if counted_in == epoch else model
+                elif op == "toggle" and arg in before:
+                    flipped = not model.member(arg).available
+                    repo.set_available(r.id, arg, flipped)
+                    model = rules.set_available(model, arg, flipped)
+                elif op in ("join", "team"):
+                    if op == "join":
+                        users = [*users, arg] if arg not in users else users
+                        repo.add_member(r.id, arg)
+                    else:
+                        team = set(arg)
+                        repo.set_team(DEFAULT_ORG_ID, "t", team)
+                    model = rules.sync_members(model, users=users, teams={"t": sorted(team)})
+                    joined = {m.email for m in model.members} - before
+                    epoch += bool(joined) and policy is NewMemberPolicy.RESET
+                stored = repo.get(r.id)
+                assert {m.email: m for m in stored.members} == {m.email: m for m in model.members}
+                assert all(m.count >= 0 for m in stored.members)
+                assert repo.suggest(r.id, at).chosen == rules.pick(model).chosen
