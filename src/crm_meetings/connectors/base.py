@@ -159,3 +159,7 @@ class Connector(Protocol):
     def check(self) -> list[CheckResult]:
         """Credentials, required objects and fields, API budget: for ``doctor``."""
         ...
+
+    def close(self) -> None:
+        """Release pooled HTTP connections."""
+        ...

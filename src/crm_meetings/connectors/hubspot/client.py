@@ -243,6 +243,8 @@ class HubSpotHttp:
         token once (when OAuth credentials are configured) and repeats the request.
         """
 
+        self.ensure_token()
+
         def attempt() -> Any:
             try:
                 return request()
@@ -274,6 +276,11 @@ class HubSpotHttp:
             ) from error
         data = getattr(response, "data", b"")
         return json.loads(data) if data else None
+
+    def ensure_token(self) -> None:
+        """Get a first access token when only a refresh token is configured."""
+        if not self.access_token and self.oauth is not None:
+            self.refresh()
 
     def refresh(self) -> str:
         """Exchange the refresh token for a new access token (``POST /oauth/v1/token``)."""

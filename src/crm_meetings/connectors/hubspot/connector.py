@@ -637,6 +637,7 @@ class HubSpotConnector:
         """Token, meeting properties, session object and its properties, API budget."""
         checks: list[CheckResult] = []
         try:
+            self.http.ensure_token()
             info = self._read(self.http.sdk.oauth.access_tokens_api.get, self.http.access_token)
             checks.append(CheckResult("hubspot token", True, f"portal {info.get('hub_id')}"))
         except (RemoteError, NotFoundError) as error:

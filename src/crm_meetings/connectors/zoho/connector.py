@@ -47,6 +47,7 @@ from typing import Any, Final
 
 import httpx
 
+from crm_meetings.config import ZOHO_DATA_CENTERS
 from crm_meetings.connectors.base import (
     BatchResult,
     Budget,
@@ -92,16 +93,9 @@ CURSOR_OVERLAP: Final = timedelta(seconds=1)
 DEFAULT_POLICY: Final = RetryPolicy()
 
 #: data center -> (API domain, accounts server), as Zoho's multi-DC page lists them
+#: data center -> (API domain, accounts server); one table, kept in the settings
 DATA_CENTERS: Final[Mapping[str, tuple[str, str]]] = {
-    "com": ("https://www.zohoapis.com", "https://accounts.zoho.com"),
-    "eu": ("https://www.zohoapis.eu", "https://accounts.zoho.eu"),
-    "in": ("https://www.zohoapis.in", "https://accounts.zoho.in"),
-    "com.au": ("https://www.zohoapis.com.au", "https://accounts.zoho.com.au"),
-    "jp": ("https://www.zohoapis.jp", "https://accounts.zoho.jp"),
-    "ca": ("https://www.zohoapis.ca", "https://accounts.zohocloud.ca"),
-    "sa": ("https://www.zohoapis.sa", "https://accounts.zoho.sa"),
-    "uk": ("https://www.zohoapis.uk", "https://accounts.zoho.uk"),
-    "com.cn": ("https://www.zohoapis.com.cn", "https://accounts.zoho.com.cn"),
+    center: (api, accounts) for center, (accounts, api) in ZOHO_DATA_CENTERS.items()
 }
 #: Zoho field -> the meeting field it carries, to name fields in our terms
 _MODEL_FIELD: Final[Mapping[str, str]] = {

@@ -1,0 +1,237 @@
+"""The contract every CRM connector passes, through its real SDK, against the sandbox.
+
+Each CRM contributes one ``harness_<vendor>.py`` beside this file, exposing:
+
+- ``VENDOR``: the sandbox vendor name;
+- ``make_connector(sandbox) -> Connector``: the connector, talking HTTPS to the sandbox;
+- ``related_record(sandbox) -> RecordRef``: a seeded record meetings can relate to.
+
+A new connector passes by implementing the protocol and adding its harness.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import count
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from crm_meetings.connectors.base import Connector, HistoryItem
+from crm_meetings.errors import NotFoundError, RemoteError
+from crm_meetings.model import (
+    CrmKind,
+    Invitee,
+    Meeting,
+    Participant,
+    Person,
+    RecordRef,
+    Session,
+    new_meeting,
+)
+from crm_meetings.sandbox.base import FaultKind, FaultPlan
+from crm_meetings.sandbox.seed import SeedSpec
+from crm_meetings.sandbox.server import Sandbox
+
+HERE = Path(__file__).parent
+START = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+CRM_OF = {"salesforce": CrmKind.SALESFORCE, "hubspot": CrmKind.HUBSPOT, "zoho": CrmKind.ZOHO}
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"contract_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HARNESSES = {m.VENDOR: m for m in map(_load, sorted(HERE.glob("harness_*.py")))}
+
+
+def test_every_crm_has_a_harness() -> None:
+    assert set(HARNESSES) == set(CRM_OF), "each CRM must run the contract suite"
+
+
+class Rig:
+    """One connector on a fresh sandbox, plus helpers to build meetings for it."""
+
+    def __init__(self, harness: ModuleType, sandbox: Sandbox) -> None:
+        self.vendor: str = harness.VENDOR
+        self.sandbox = sandbox
+        self.connector: Connector = harness.make_connector(sandbox)
+        self.record: RecordRef = harness.related_record(sandbox)
+        self._ids = count()
+
+    def meeting(self, **fields: Any) -> Meeting:
+        n = next(self._ids)
+        values: dict[str, Any] = {
+            "crm": CRM_OF[self.vendor],
+            "subject": f"Contract meeting {n}",
+            "start": START + timedelta(hours=n),
+            "end": START + timedelta(hours=n, minutes=30),
+            "timezone": "Europe/Paris",
+            "organizer": Person("rep0@sales.example.com", "Rep Zero"),
+            "now": START - timedelta(days=1),
+            "id_factory": lambda: f"contract-{self.vendor}-{n}",
+            "invitees": (Invitee("ann@client.example", "Ann Client"),),
+            "related": (self.record,),
+            "description": "Agenda: pricing",
+            "location": "Online",
+        }
+        values.update(fields)
+        return new_meeting(**values)
+
+    def calls(self) -> int:
+        """Requests the sandbox answered for this vendor (the CRM's view of our budget)."""
+        return self.sandbox.calls.count(self.vendor)
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    harness = HARNESSES[request.param]
+    sandbox = Sandbox([harness.VENDOR], seed=SeedSpec(seed=7, meetings=4, records=3))
+    sandbox.start()
+    rig = None
+    try:
+        rig = Rig(harness, sandbox)
+        yield rig
+    finally:
+        if rig is not None:
+            rig.connector.close()  # an idle keep-alive connection would hold up shutdown
+        sandbox.stop()
+
+
+def test_life_cycle(rig: Rig) -> None:
+    connector = rig.connector
+    created = connector.create(rig.meeting())
+    assert created.crm_record_id
+    record_id = created.crm_record_id
+
+    fetched = connector.get(record_id)
+    assert fetched.subject == created.subject
+    assert (fetched.start, fetched.end) == (created.start, created.end)
+    assert [i.email for i in fetched.invitees] == ["ann@client.example"]
+
+    moved, change = created.revise(
+        subject="Moved meeting",
+        start=created.start + timedelta(days=1),
+        end=created.end + timedelta(days=1),
+    )
+    connector.update(moved, change)
+    again = connector.get(record_id)
+    assert again.subject == "Moved meeting"
+    assert again.start == moved.start
+
+    related = {m.crm_record_id for m in connector.list_for_record(rig.record)}
+    assert record_id in related
+
+    pages = list(connector.changed_since(None))
+    assert record_id in {m.crm_record_id for page in pages for m in page.meetings}
+    cursor = pages[-1].cursor if pages[-1].cursor is not None else _last_cursor(pages)
+
+    connector.delete(record_id)
+    connector.delete(record_id)  # deleting twice is harmless
+    with pytest.raises(NotFoundError):
+        connector.get(record_id)
+
+    later = list(connector.changed_since(cursor))
+    assert record_id in {d for page in later for d in page.deleted}
+
+
+def _last_cursor(pages: list[Any]) -> str | None:
+    cursors = [p.cursor for p in pages if p.cursor is not None]
+    return cursors[-1] if cursors else None
+
+
+@pytest.mark.parametrize("size", [1, "limit", "limit+1", 1000])
+def test_batch_create_uses_the_fewest_calls(rig: Rig, size: int | str) -> None:
+    limit = rig.connector.batch_limit
+    n = {"limit": limit, "limit+1": limit + 1}.get(str(size), size)
+    assert isinstance(n, int)
+    meetings = [rig.meeting(invitees=()) for _ in range(n)]
+    before = rig.calls()
+    results = rig.connector.create_many(meetings)
+    made = rig.calls() - before
+    assert [r.key for r in results] == [m.id for m in meetings]
+    assert all(r.ok and r.record_id for r in results)
+    assert made == math.ceil(n / limit), f"{made} calls for {n} records (limit {limit})"
+
+
+def test_partial_batch_failure_is_reported_per_record(rig: Rig) -> None:
+    good, bad = rig.meeting(invitees=()), rig.meeting(invitees=())
+    rig.sandbox.emulator(rig.vendor).reject_subject = bad.subject  # type: ignore[attr-defined]
+    results = rig.connector.create_many([good, bad])
+    assert [r.ok for r in results] == [True, False]
+    error = results[1].error
+    assert error is not None
+    assert "subject" in str(error).lower() or "title" in str(error).lower()
+
+
+def test_expired_token_is_refreshed_once(rig: Rig) -> None:
+    created = rig.connector.create(rig.meeting())
+    assert created.crm_record_id
+    rig.sandbox.env.tokens.expire(rig.vendor)
+    assert rig.connector.get(created.crm_record_id).subject == created.subject
+
+
+def test_rate_limit_waits_for_retry_after(rig: Rig) -> None:
+    created = rig.connector.create(rig.meeting())
+    assert created.crm_record_id
+    rig.sandbox.faults.set(
+        rig.vendor, FaultPlan(fail_next=1, fail_kind=FaultKind.RATE_LIMITED, retry_after=0.05)
+    )
+    before = rig.calls()
+    assert rig.connector.get(created.crm_record_id).crm_record_id == created.crm_record_id
+    assert rig.calls() - before == 2
+
+
+def test_persistent_server_errors_end_in_a_clear_error(rig: Rig) -> None:
+    created = rig.connector.create(rig.meeting())
+    assert created.crm_record_id
+    rig.sandbox.faults.set(rig.vendor, FaultPlan(server_error=1.0))
+    before = rig.calls()
+    with pytest.raises(RemoteError) as info:
+        rig.connector.get(created.crm_record_id)
+    assert info.value.vendor == rig.vendor
+    assert info.value.status is not None
+    assert info.value.status >= 500
+    assert 1 < rig.calls() - before <= 10, "retries are bounded"
+
+
+def test_history_upserts_are_idempotent(rig: Rig) -> None:
+    created = rig.connector.create(rig.meeting())
+    join = created.start + timedelta(minutes=1)
+    session = Session(
+        "zoom",
+        f"contract-session-{rig.vendor}",
+        "81234567890",
+        created.start,
+        created.end,
+        (Participant("Ann Client", join, join + timedelta(minutes=20), "ann@client.example"),),
+    )
+    item = HistoryItem(created, (session,))
+    first = rig.connector.write_history_many([item])
+    assert [r.ok for r in first] == [True]
+    state_after_first = _history_state(rig)
+    second = rig.connector.write_history_many([item])
+    assert [r.ok for r in second] == [True]
+    assert _history_state(rig) == state_after_first
+
+
+def _history_state(rig: Rig) -> Any:
+    state = rig.sandbox.emulator(rig.vendor).state()
+    return {k: v for k, v in state.items() if "history" in k or "session" in k.lower()}
+
+
+def test_record_types_and_check(rig: Rig) -> None:
+    assert isinstance(rig.connector.record_types(), list)
+    checks = rig.connector.check()
+    assert checks, "doctor needs at least one check"
+    assert all(c.ok for c in checks), [c for c in checks if not c.ok]
