@@ -23,6 +23,7 @@ import pytest
 import uvicorn
 from apscheduler.schedulers.base import BaseScheduler
 
+from crm_meetings.calendar.outbox import Outbox
 from crm_meetings.model import Participant, Session
 from crm_meetings.store import Store, upgrade
 from crm_meetings.sync.schedule import build_scheduler, stop_scheduler
@@ -116,10 +117,16 @@ def scheduler(sqlite_url: str) -> Iterator[BaseScheduler]:
 
 @pytest.fixture
 def live(
-    sqlite_url: str, clock: Clock, settings: Any, scheduler: BaseScheduler
+    sqlite_url: str, clock: Clock, settings: Any, scheduler: BaseScheduler, actions_factory: Any
 ) -> Iterator[tuple[LiveServer, Store]]:
-    services = WebServices(scheduler=scheduler, admins=frozenset({ADMIN}), nightly_func="time:time")
+    """The app over uvicorn; actions run against the in-memory CRM and provider."""
     with Store(sqlite_url, clock=clock) as store:
+        services = WebServices(
+            scheduler=scheduler,
+            admins=frozenset({ADMIN}),
+            nightly_func="time:time",
+            action_context=actions_factory(store, clock, frozenset({ADMIN})),
+        )
         app = create_app(settings, store=store, clock=clock, services=services)
         with LiveServer(app) as server:
             yield server, store
@@ -279,3 +286,68 @@ def test_admin_changes_the_sync_hour_and_sees_the_next_run_change(
         assert page.get_by_label("Hour (0–23)").evaluate("el => !el.validity.valid")
     finally:
         context.close()
+
+
+def test_schedule_edit_copy_and_cancel_in_the_panel(
+    chromium: Any, live: tuple[LiveServer, Store], crm: Crm, artifacts: Path
+) -> None:
+    """The rep's whole flow over the actions (in-memory CRM stand-in; see the report for
+    the sandboxed Salesforce version)."""
+    server, store = live
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page = context.new_page()
+    try:
+        open_by_canvas(page, server.url, crm.canvas())
+        form = page.locator('[data-form="schedule"]')
+        form.get_by_label("Subject").fill("Pricing call")
+        form.get_by_label("Start").fill("2026-03-10T10:00")
+        form.get_by_label("End").fill("2026-03-10T11:00")
+        form.get_by_label("Timezone").fill("Europe/Paris")
+        form.get_by_label("Other invitees (e-mail addresses, comma-separated)").fill(
+            "zed@client.example"
+        )
+        page.screenshot(path=artifacts / "01-schedule-form.png", full_page=True)
+        with page.expect_navigation():
+            form.get_by_role("button", name="Schedule").click()
+        card = page.locator("article.upcoming").filter(has_text="Pricing call")
+        assert "Tue 10 Mar 2026, 10:00–11:00 (Europe/Paris)" in card.inner_text()
+        page.screenshot(path=artifacts / "02-scheduled.png", full_page=True)
+
+        card.get_by_role("button", name="Edit").click()
+        card.get_by_label("Subject").fill("Pricing call (moved)")
+        card.get_by_label("Start (Europe/Paris)").fill("2026-03-10T14:00")
+        card.get_by_label("End (Europe/Paris)").fill("2026-03-10T15:00")
+        with page.expect_navigation():
+            card.get_by_role("button", name="Save and send update").click()
+        card = page.locator("article.upcoming").filter(has_text="Pricing call (moved)")
+        assert "14:00–15:00" in card.inner_text()
+        page.screenshot(path=artifacts / "03-edited.png", full_page=True)
+
+        card.get_by_role("button", name="Copy invitation").click()
+        page.get_by_role("status").filter(has_text="copied").wait_for()
+        assert page.evaluate("navigator.clipboard.readText()").startswith("Pricing call (moved)")
+
+        dialogs: list[str] = []
+
+        def answer(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept()
+
+        page.once("dialog", answer)
+        with page.expect_navigation():
+            card.get_by_role("button", name="Cancel meeting").click()
+        assert dialogs == ['Cancel "Pricing call (moved)"? Every invitee is told.']
+        cancelled = page.locator("article.cancelled").filter(has_text="Pricing call (moved)")
+        assert cancelled.count() == 1
+        page.screenshot(path=artifacts / "04-cancelled.png", full_page=True)
+    finally:
+        context.close()
+
+    with store.transaction() as uow:
+        sent = Outbox.list(uow)
+    assert [(m.method, m.sequence, m.recipient) for m in reversed(sent)] == [
+        ("REQUEST", 0, "zed@client.example"),
+        ("REQUEST", 1, "zed@client.example"),
+        ("CANCEL", 2, "zed@client.example"),
+    ]
