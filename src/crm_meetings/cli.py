@@ -30,7 +30,12 @@ from crm_meetings.commands import (
     state,
     store_url,
 )
+from crm_meetings.commands.contacts import app as contacts_app
 from crm_meetings.commands.outbox import app as outbox_app
+from crm_meetings.commands.rotation import app as rotation_app
+from crm_meetings.commands.sandbox import app as sandbox_app
+from crm_meetings.commands.senders import app as senders_app
+from crm_meetings.commands.web import app as web_app
 from crm_meetings.config import NOT_SET, Settings
 from crm_meetings.errors import CrmMeetingsError
 from crm_meetings.model import Invitee, Person, RecordRef, new_meeting
@@ -49,6 +54,11 @@ db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox", help="See and retry queued e-mail.")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(web_app, name="web")
+app.add_typer(rotation_app, name="rotation")
+app.add_typer(senders_app, name="senders")
+app.add_typer(contacts_app, name="contacts")
 
 
 class LogLevel(StrEnum):

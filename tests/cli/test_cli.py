@@ -194,3 +194,21 @@ def test_outbox_list_on_a_fresh_store(workdir: Path) -> None:
     listed = run("outbox", "list", cwd=workdir)
     assert listed.returncode == 0, listed.stderr
     assert "The outbox is empty." in listed.stdout
+
+
+@pytest.mark.parametrize("command", ["sandbox", "web", "rotation", "senders", "contacts", "outbox"])
+def test_every_sub_app_is_wired(workdir: Path, command: str) -> None:
+    shown = run(command, "--help", cwd=workdir)
+    assert shown.returncode == 0, shown.stderr
+    assert f"crm-meetings {command}" in shown.stdout
+
+
+def test_rotation_pick_through_the_console_script(workdir: Path) -> None:
+    assert run("db", "upgrade", cwd=workdir).returncode == 0
+    created = run("rotation", "create", "Inbound", "--member", "b@x.com", "--member", "a@x.com",
+                  cwd=workdir)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    picked = run("rotation", "pick", "Inbound", "--json", cwd=workdir)
+    assert picked.returncode == 0, picked.stderr
+    assert json.loads(picked.stdout)["explanation"]["chosen"] == "a@x.com"
+    assert json.loads(run("contacts", "firm", "--json", cwd=workdir).stdout) == []
