@@ -149,6 +149,27 @@ def test_approval_mails_come_from_the_orgs_approvals_address(store: Store, owner
     assert "From: Acme Desk <desk@acme.example>" in mails(store)[-1][1]
 
 
+def test_accepted_and_approved_requests_are_offered_free_slots(
+    store: Store, owner: str, make_meeting: Any, clock: Any
+) -> None:
+    busy = make_meeting(start=clock.now, end=clock.now + timedelta(hours=1))  # 09:00-10:00
+    with store.transaction() as uow:
+        uow.meetings.add(busy)
+    pending = receive(store, "eve@client.example", subject="Intro")
+    with store.transaction() as uow, pytest.raises(ConflictError, match="pending"):
+        uow.repository(TrustRepository).offer_slots(pending.id, config=CONFIG)
+    approve = links(mails(store)[0][1])["Approve"]
+    with store.transaction() as uow:
+        repo = uow.repository(TrustRepository)
+        repo.resolve(approve, secret=CONFIG.secret)
+        slots = repo.offer_slots(pending.id, config=CONFIG)
+        assert repo.offer_slots(pending.id, config=CONFIG) == slots  # no second reply
+    assert len(slots) == 10
+    assert slots[0][0] == clock.now + timedelta(hours=1)  # after the busy meeting
+    assert [to for to, _ in mails(store)] == [OWNER, "eve@client.example", OWNER]
+    assert "Monday 02 March 2026, 10:00-10:30 (UTC)" in mails(store)[1][1]
+
+
 # --- e-mail requests through the SMTP listener --------------------------------------------
 
 
@@ -191,8 +212,12 @@ def test_email_requests_end_to_end(store: Store, listener: int, clock: Any) -> N
     ]
     assert requests[0].body.strip() == "Could we meet on Tuesday?"
     assert requests[0].requester_name == "Olivia Lookalike"
-    assert [to for to, _ in mails(store)] == [OWNER, "eve@client.example"]
-    assert links(mails(store)[0][1]).keys() == {"Approve", "Decline"}
+    sent = mails(store)
+    assert [to for to, _ in sent] == [OWNER, "bob@acme.example", OWNER, "eve@client.example"]
+    assert links(sent[0][1]).keys() == {"Approve", "Decline"}
+    assert "is free at these times" in sent[1][1]  # the trusted request: the owner's slots
+    assert f"Cc: {OWNER}" in sent[1][1]
+    assert "In-Reply-To: <b@acme.example>" in sent[1][1]
 
 
 def test_the_listener_takes_mail_for_the_assistant_only(listener: int) -> None:

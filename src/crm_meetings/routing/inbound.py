@@ -26,7 +26,12 @@ from aiosmtpd.controller import Controller
 
 from crm_meetings.errors import CrmMeetingsError, ValidationError
 from crm_meetings.model import normalize_email
-from crm_meetings.routing.requests import AssistantConfig, BookingRequest, TrustRepository
+from crm_meetings.routing.requests import (
+    AssistantConfig,
+    BookingRequest,
+    RequestStatus,
+    TrustRepository,
+)
 from crm_meetings.store import Store
 
 __all__ = ["InboundHandler", "InboundListener", "InboundMail", "parse_mail"]
@@ -135,11 +140,14 @@ class InboundHandler:
                     subject=mail.subject, message_id=mail.message_id,
                 )  # fmt: skip
                 return None
-            return trust.receive(
+            request = trust.receive(
                 known[0], mail.sender, config=self.config, requester_name=mail.sender_name,
                 subject=mail.subject, body=mail.body, cc=mail.recipients,
                 message_id=mail.message_id,
             )  # fmt: skip
+            if request.status is RequestStatus.ACCEPTED:
+                trust.offer_slots(request.id, config=self.config)  # once per request
+            return request
 
 
 class InboundListener:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -35,6 +36,7 @@ from crm_meetings.calendar.imip import Sender
 from crm_meetings.calendar.outbox import Outbox
 from crm_meetings.errors import ConflictError, NotFoundError, PermissionDeniedError
 from crm_meetings.model import normalize_email
+from crm_meetings.routing.slots import Slot, busy_in_store, free_slots
 from crm_meetings.routing.tables import (
     ApprovalTokenRow,
     BookingRequestRow,
@@ -88,6 +90,9 @@ class AssistantConfig:
     secret: bytes = field(repr=False)
     approval_url: str
     valid_for: timedelta = timedelta(days=3)
+    zone: str = "UTC"  # the owner's working hours and the offered times are shown here
+    offer_days: int = 7
+    meeting_length: timedelta = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +323,45 @@ class TrustRepository(Repository):
         if row is None:
             return config.sender
         return Sender(row.email, row.display_name, row.reply_to)
+
+    def offer_slots(self, request_id: str, *, config: AssistantConfig) -> list[Slot]:
+        """Reply to an accepted or approved request with the owner's free slots, the owner
+        in copy; returns the slots (none: the reply says so). One reply per request: the
+        outbox ignores a second offer."""
+        row = self._row(request_id)
+        if row.status not in (RequestStatus.ACCEPTED.value, RequestStatus.APPROVED.value):
+            raise ConflictError(
+                f"Request {row.id} is {row.status}: only accepted or approved requests get slots",
+                hint="Approve the request first.",
+            )
+        now = self.clock()
+        uow = UnitOfWork(self.session, self.clock)
+        until = now + timedelta(days=config.offer_days)
+        busy = busy_in_store(uow, row.owner, start=now, end=until)
+        slots = free_slots(busy, start=now, end=until, duration=config.meeting_length,
+                           zone=config.zone)  # fmt: skip
+        tz = ZoneInfo(config.zone)
+        times = "\n".join(
+            f"- {a.astimezone(tz):%A %d %B %Y, %H:%M}-{b.astimezone(tz):%H:%M} ({config.zone})"
+            for a, b in slots
+        )
+        body = (
+            f"Hello {row.requester_name or row.requester},\n\n"
+            + (f"{row.owner} is free at these times:\n{times}\n\nReply with the one you "
+               "prefer and I will send the invitation." if slots else
+               f"{row.owner} has no free time in the next {config.offer_days} days; "
+               "I will come back to you.")
+            + f"\n\n{row.owner} is in copy.\n"
+        )  # fmt: skip
+        for to, cc in ((row.requester, row.owner), (row.owner, row.requester)):
+            mail = notice(
+                sender=self._sender(row.org_id, config), recipient=to,
+                subject=f"Re: {row.subject}" if row.subject else "Your meeting request",
+                body=body, topic=f"slots:{row.id}", nonce="", now=now,
+                in_reply_to=row.message_id, cc=[cc],
+            )  # fmt: skip
+            Outbox.enqueue(uow, mail)
+        return slots
 
     def get(self, request_id: str) -> BookingRequest:
         return _request(self._row(request_id))

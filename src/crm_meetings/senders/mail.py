@@ -11,6 +11,7 @@ passes a new nonce.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -34,8 +35,10 @@ def notice(
     nonce: str,
     now: datetime,
     in_reply_to: str | None = None,
+    cc: Sequence[str] = (),
 ) -> OutgoingMail:
-    """One plain-text e-mail, ready for :meth:`Outbox.enqueue`."""
+    """One plain-text e-mail to ``recipient``, ready for :meth:`Outbox.enqueue`; ``cc`` is
+    only shown (queue the same notice to each of them to deliver it)."""
     to = Person(recipient)  # validates the address
     title = Person(sender.address, " ".join(subject.split())[:200]).name  # one safe line
     material = "\n".join(("notice", topic, to.email, nonce))
@@ -44,6 +47,8 @@ def notice(
     message = EmailMessage(policy=SMTP)
     message["From"] = Address(display_name=sender.name, addr_spec=sender.address)
     message["To"] = Address(addr_spec=to.email)
+    if cc:
+        message["Cc"] = [Address(addr_spec=Person(a).email) for a in cc]
     if sender.reply_to:
         message["Reply-To"] = Address(addr_spec=sender.reply_to)
     message["Subject"] = title
