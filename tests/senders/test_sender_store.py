@@ -229,3 +229,17 @@ def test_confirmation_end_to_end_through_smtp(
     assert confirm_address(store, ORG, address.id, found.group(1)).confirmed
     with store.transaction() as uow:
         assert uow.repository(SenderRepository).get(ORG, address.id).confirmed
+
+
+def test_a_rotations_default_sender_is_checked_against_the_profile_too(store: Store) -> None:
+    address_id = confirmed(store, "round-robin@acme.example")
+    with store.transaction() as uow:
+        repo = uow.repository(SenderRepository)
+        repo.edit(ORG, address_id, profiles=["manager"])
+        repo.set_use(ORG, "rotation", "rot_1", address_id)
+        use = ("rotation", "rot_1")
+        assert sender_for(uow, ORG, "manager", use=use).address == "round-robin@acme.example"
+        with pytest.raises(PermissionDeniedError, match="'rep' profile"):
+            sender_for(uow, ORG, "rep", use=use)
+        with pytest.raises(NotFoundError):
+            sender_for(uow, ORG, "manager", use=("rotation", "rot_2"))

@@ -36,6 +36,7 @@ from crm_meetings.calendar.imip import Sender
 from crm_meetings.calendar.outbox import Outbox
 from crm_meetings.errors import ConflictError, NotFoundError, PermissionDeniedError
 from crm_meetings.model import normalize_email
+from crm_meetings.routing.rows import one
 from crm_meetings.routing.slots import Slot, busy_in_store, free_slots
 from crm_meetings.routing.tables import (
     ApprovalTokenRow,
@@ -420,17 +421,9 @@ class TrustRepository(Repository):
         return int(getattr(result, "rowcount", 0))
 
     def _row(self, request_id: str, *, lock: bool = False) -> BookingRequestRow:
-        query = (
-            sa.select(BookingRequestRow)
-            .where(BookingRequestRow.id == request_id)
-            .execution_options(populate_existing=True)
+        missing = NotFoundError(
+            f"Booking request {request_id} does not exist",
+            hint="It may have been removed; ask the requester to send it again.",
         )
-        if lock and self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = self.session.scalars(query).first()
-        if row is None:
-            raise NotFoundError(
-                f"Booking request {request_id} does not exist",
-                hint="It may have been removed; ask the requester to send it again.",
-            )
-        return row
+        query = sa.select(BookingRequestRow).where(BookingRequestRow.id == request_id)
+        return one(self.session, query, missing, lock=lock)

@@ -35,6 +35,7 @@ from crm_meetings.errors import ConflictError, NotFoundError, ValidationError
 from crm_meetings.model import normalize_email, utc
 from crm_meetings.routing import rotation as rules
 from crm_meetings.routing.rotation import Candidate, Explanation, Member, NewMemberPolicy, Rotation
+from crm_meetings.routing.rows import first, one
 from crm_meetings.routing.tables import (
     RotationBookingRow,
     RotationMemberRow,
@@ -449,22 +450,18 @@ class RotationRepository(Repository):
     # --- loading ---------------------------------------------------------------------
 
     def _row(self, ref: str, *, org_id: str | None = None, lock: bool = False) -> RotationRow:
-        query = sa.select(RotationRow).execution_options(populate_existing=True)
+        query = sa.select(RotationRow)
         if org_id is None:
             query = query.where(RotationRow.id == ref)
         else:
             query = query.where(
                 RotationRow.org_id == org_id, sa.or_(RotationRow.id == ref, RotationRow.name == ref)
             )
-        if lock and self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = self.session.scalars(query).first()
-        if row is None:
-            raise NotFoundError(
-                f"Rotation {ref} does not exist",
-                hint="List rotations with `crm-meetings rotation show`.",
-            )
-        return row
+        missing = NotFoundError(
+            f"Rotation {ref} does not exist",
+            hint="List rotations with `crm-meetings rotation show`.",
+        )
+        return one(self.session, query, missing, lock=lock)
 
     def _load(self, row: RotationRow) -> _Loaded:
         query = (
@@ -535,11 +532,5 @@ class RotationRepository(Repository):
         return {member: int(n) for member, n in self.session.execute(query)}
 
     def _booking_row(self, meeting_id: str, *, lock: bool = False) -> RotationBookingRow | None:
-        query = (
-            sa.select(RotationBookingRow)
-            .where(RotationBookingRow.meeting_id == meeting_id)
-            .execution_options(populate_existing=True)
-        )
-        if lock and self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        return self.session.scalars(query).first()
+        query = sa.select(RotationBookingRow).where(RotationBookingRow.meeting_id == meeting_id)
+        return first(self.session, query, lock=lock)
