@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from crm_meetings.errors import (
     ValidationError,
 )
 from crm_meetings.senders.addresses import CODE_VALIDITY, MAX_ADDRESSES, MAX_ATTEMPTS
-from crm_meetings.senders.store import SenderRepository, confirm_address, sender_for
+from crm_meetings.senders.store import SenderRepository, code_in, confirm_address, sender_for
 from crm_meetings.store import Store, upgrade
 
 ORG = "acme"
@@ -222,11 +221,9 @@ def test_confirmation_end_to_end_through_smtp(
     assert isinstance(message, EmailMessage)
     assert message["To"] == "sales@acme.example"
     assert message["From"] == "Acme Meetings <no-reply@acme.example>"
-    text = message.get_body(preferencelist=("plain",))
-    assert text is not None
-    found = re.search(r"Confirmation code: ([A-Z0-9]{8})", text.get_content())
-    assert found is not None
-    assert confirm_address(store, ORG, address.id, found.group(1)).confirmed
+    code = code_in(raw)
+    assert code is not None
+    assert confirm_address(store, ORG, address.id, code).confirmed
     with store.transaction() as uow:
         assert uow.repository(SenderRepository).get(ORG, address.id).confirmed
 

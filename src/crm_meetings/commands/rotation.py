@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from crm_meetings.commands import console, settings, store_url
+from crm_meetings.calendar.imip import Sender
+from crm_meetings.commands import DemoRun, console, settings, store_url
+from crm_meetings.routing.requests import AssistantConfig, TrustRepository
 from crm_meetings.routing.rotation import Explanation, NewMemberPolicy, Rotation
 from crm_meetings.routing.rotations import (
     Booking,
@@ -21,7 +25,7 @@ from crm_meetings.routing.rotations import (
 )
 from crm_meetings.store import DEFAULT_ORG_ID, Store
 
-__all__ = ["app", "rotation_json"]
+__all__ = ["app", "demo_rotation", "demo_trust", "rotation_json"]
 
 app = typer.Typer(help="Meeting rotations: who hosts the next meeting, and why.")
 
@@ -226,3 +230,46 @@ def show(
         console.print("No rotations yet: create one with `crm-meetings rotation create`.")
     for one in found:
         _print_rotation(one, as_json=False)
+
+
+# --- demo steps (the lead lists them in cli.DEMO_STEPS) ---------------------------------
+
+DEMO_REPS = ("ana@demo.example", "ben@demo.example", "chloe@demo.example")
+
+
+def demo_rotation(run: DemoRun) -> str:
+    """A rotation of three reps assigns five meetings; the explanations go to rotation.json."""
+    with Store(run.store_url) as store, store.transaction() as uow:
+        rotations = uow.repository(RotationRepository)
+        rotation = rotations.create(DEFAULT_ORG_ID, "Demo inbound", users=DEMO_REPS)
+        start = uow.clock()
+        bookings = [
+            rotations.book(rotation.id, f"demo-rotation-{n}", start + timedelta(minutes=n))
+            for n in range(1, 6)
+        ]
+    report = [
+        {"meeting": b.meeting_id, "booked": b.member,
+         "explanation": explanation_to_json(b.explanation)}
+        for b in bookings
+    ]  # fmt: skip
+    (run.out / "rotation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return "five meetings went to " + ", ".join(b.member for b in bookings)
+
+
+def demo_trust(run: DemoRun) -> str:
+    """One trusted and one untrusted request to the same owner."""
+    config = AssistantConfig(
+        sender=Sender("assistant@demo.example", "Demo Assistant"),
+        secret=secrets.token_bytes(32),
+        approval_url="http://127.0.0.1:8000/approvals/",
+    )
+    with Store(run.store_url) as store, store.transaction() as uow:
+        trust = uow.repository(TrustRepository)
+        owner = trust.signup(DEFAULT_ORG_ID, DEMO_REPS[0]).owner
+        trusted = trust.receive(owner, "colleague@demo.example", config=config)
+        trust.offer_slots(trusted.id, config=config)
+        untrusted = trust.receive(owner, "stranger@elsewhere.example", config=config)
+    return (
+        f"colleague@demo.example: {trusted.status} (slots offered); "
+        f"stranger@elsewhere.example: {untrusted.status} (approval asked of {owner})"
+    )

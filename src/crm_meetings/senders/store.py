@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import quopri
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_USE",
     "SenderRepository",
+    "code_in",
     "confirm_address",
     "confirmation_mail_body",
     "sender_for",
@@ -86,6 +89,15 @@ def confirmation_mail_body(address: OrgAddress, code: str) -> str:
         f"The code is valid for 15 days{until} and works once. If you did not expect "
         "this, ignore this e-mail: nothing is sent from this address until it is confirmed.\n"
     )
+
+
+_CODE_LINE: Final = re.compile(rb"Confirmation code: ([A-Z0-9]{8})")
+
+
+def code_in(raw: bytes) -> str | None:
+    """The code in a confirmation e-mail as delivered (for the demo and tests)."""
+    found = _CODE_LINE.search(quopri.decodestring(raw))
+    return found.group(1).decode("ascii") if found else None
 
 
 class SenderRepository(Repository):
