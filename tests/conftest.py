@@ -219,3 +219,64 @@ def make_meeting() -> MeetingFactory:
         return new_meeting(**fields)
 
     return build
+
+
+SandboxConfig = Callable[..., Path]
+
+
+@pytest.fixture
+def sandbox_config(tmp_path: Path) -> SandboxConfig:
+    """Write a crm-meetings.toml whose enabled services point at a running sandbox.
+
+    ``sandbox_config(sandbox, enable=("hubspot", "zoom"), extra="[smtp]\\n...")`` returns
+    the file's path; every vendor section is present, enabled only when named.
+    """
+
+    def write(sandbox: Any, *, enable: tuple[str, ...] = (), extra: str = "") -> Path:
+        def section(name: str, body: str) -> str:
+            on = str(name in enable).lower()
+            return f'[{name}]\nenabled = {on}\nca_bundle = "{sandbox.ca_path}"\n{body}\n'
+
+        def url(vendor: str) -> str:
+            return str(sandbox.url(vendor)) if vendor in enable else "https://127.0.0.1:9"
+
+        def refresh(vendor: str) -> str:
+            return str(sandbox.refresh_token(vendor)) if vendor in enable else "unused-token"
+
+        client = 'client_id = "sandbox-client"\nclient_secret = "sandbox-secret"\n'
+        text = "".join(
+            [
+                section(
+                    "salesforce",
+                    f'instance_url = "{url("salesforce")}"\nlogin_url = "{url("salesforce")}"\n'
+                    f'{client}refresh_token = "{refresh("salesforce")}"',
+                ),
+                section(
+                    "hubspot",
+                    f'base_url = "{url("hubspot")}"\n{client}'
+                    f'refresh_token = "{refresh("hubspot")}"',
+                ),
+                section(
+                    "zoho",
+                    f'accounts_url = "{url("zoho")}"\napi_domain = "{url("zoho")}"\n{client}'
+                    f'refresh_token = "{refresh("zoho")}"',
+                ),
+                section(
+                    "zoom",
+                    f'base_url = "{url("zoom")}/v2"\ntoken_url = "{url("zoom")}/oauth/token"\n'
+                    'account_id = "sandbox-account"\nclient_id = "sandbox-client"\n'
+                    f'client_secret = "{refresh("zoom")}"',
+                ),
+                section(
+                    "goto",
+                    f'base_url = "{url("goto")}"\ntoken_url = "{url("goto")}/oauth/token"\n'
+                    f'{client}refresh_token = "{refresh("goto")}"',
+                ),
+                extra,
+            ]
+        )
+        path = tmp_path / "crm-meetings.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +27,7 @@ from crm_meetings.commands import (
     Step,
     console,
     print_error,
+    run_check,
     settings,
     state,
     store_url,
@@ -174,18 +176,86 @@ def check_store(settings: Settings) -> CheckResult:
     return CheckResult("store", True, f"{name} at revision {head}")
 
 
-#: what ``doctor`` checks once the settings load; each feature appends its own
-DOCTOR_CHECKS: list[Check] = [check_store]
+def check_crms(settings: Settings) -> list[CheckResult] | None:
+    """Each enabled CRM: credentials, required objects and fields, API budget."""
+    from crm_meetings.connectors.registry import CONNECTORS, build_connector
+
+    enabled = [name for name in CONNECTORS if getattr(settings, name).enabled]
+    results: list[CheckResult] = []
+    for name in enabled:
+        try:
+            connector = build_connector(name, settings)
+        except CrmMeetingsError as error:
+            results.append(CheckResult(name, False, error.message, error.hint))
+            continue
+        try:
+            results += _prefixed(name, _checked(name, connector.check))
+        finally:
+            connector.close()
+    return results or None
 
 
-def _run_check(check: Check, settings: Settings) -> CheckResult | None:
-    name = check.__name__.removeprefix("check_").replace("_", " ")
+def check_providers(settings: Settings) -> list[CheckResult] | None:
+    """Each enabled conferencing provider: credentials and API access."""
+    from crm_meetings.conferencing.factory import from_settings
+
+    results: list[CheckResult] = []
+    for section in (settings.zoom, settings.goto):
+        if not section.enabled:
+            continue
+        name = "zoom" if section is settings.zoom else "goto"
+        try:
+            provider = from_settings(section)
+        except CrmMeetingsError as error:
+            results.append(CheckResult(name, False, error.message, error.hint))
+            continue
+        try:
+            results += _prefixed(name, _checked(name, provider.check))
+        finally:
+            provider.close()
+    return results or None
+
+
+def check_smtp(settings: Settings) -> CheckResult | None:
+    """The SMTP server answers (and accepts our login) when mail is configured."""
+    from crm_meetings.calendar.outbox import SmtpConfig, connect
+
+    if not settings.smtp.host:
+        return None
+    config = SmtpConfig.from_settings(settings.smtp)
+    where = f"{config.host}:{config.port}"
     try:
-        return check(settings)
+        client = connect(config)
+    except OSError as error:
+        return CheckResult(
+            "smtp",
+            False,
+            redact(f"{where}: {error}"),
+            "Check [smtp] host, port, security and credentials, and that the server is up.",
+        )
+    try:
+        code, _ = client.noop()
+    finally:
+        client.quit()
+    return CheckResult("smtp", code == 250, f"{where} answered {code}")
+
+
+def _checked(name: str, check: Callable[[], list[CheckResult]]) -> list[CheckResult]:
+    try:
+        return check()
     except CrmMeetingsError as error:
-        return CheckResult(name, False, error.message, error.hint)
-    except Exception as error:  # a check must never stop the others
-        return CheckResult(name, False, redact(f"{type(error).__name__}: {error}"))
+        return [CheckResult(name, False, error.message, error.hint)]
+
+
+def _prefixed(name: str, results: list[CheckResult]) -> list[CheckResult]:
+    return [
+        r if r.name.startswith(name) else CheckResult(f"{name} {r.name}", r.ok, r.detail, r.fix)
+        for r in results
+    ]
+
+
+#: what ``doctor`` checks once the settings load; each feature appends its own
+DOCTOR_CHECKS: list[Check] = [check_store, check_crms, check_providers, check_smtp]
 
 
 @app.command()
@@ -200,7 +270,7 @@ def doctor(ctx: typer.Context) -> None:
         services = ", ".join(loaded.enabled_services()) or "none"
         detail = f"loaded {cli_state.config_source()}; enabled: {services}"
         results = [CheckResult("configuration", True, detail)]
-        results += [r for check in DOCTOR_CHECKS if (r := _run_check(check, loaded)) is not None]
+        results += [r for check in DOCTOR_CHECKS for r in run_check(check, loaded)]
     table = Table(title="crm-meetings doctor")
     for column in ("check", "", "detail", "to fix"):
         table.add_column(column, overflow="fold")

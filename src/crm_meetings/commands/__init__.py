@@ -13,7 +13,7 @@ and hint and exits with status 1.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +22,11 @@ from rich.console import Console
 from rich.text import Text
 
 from crm_meetings.config import Settings, load_settings, resolve_config_path
+from crm_meetings.connectors.base import CheckResult
 from crm_meetings.errors import CrmMeetingsError
 from crm_meetings.logging import configure_logging
 from crm_meetings.model import Meeting
+from crm_meetings.redaction import redact
 
 __all__ = [
     "Check",
@@ -106,19 +108,9 @@ def print_error(error: CrmMeetingsError) -> None:
         err_console.print(Text(error.hint, style="red"))
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """One line of ``doctor``: what was checked, whether it passed, and how to fix it."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
 #: a ``doctor`` check: look at one thing, never change it; ``None`` when it does not apply
-#: (e.g. a CRM that is not enabled)
-Check = Callable[[Settings], CheckResult | None]
+#: (e.g. a CRM that is not enabled), several lines when it checks several things
+Check = Callable[[Settings], CheckResult | Sequence[CheckResult] | None]
 
 
 @dataclass(slots=True)
@@ -136,3 +128,17 @@ class DemoRun:
 
 #: a ``demo`` step: do one thing, return a one-line detail, raise if it failed
 Step = Callable[[DemoRun], str]
+
+
+def run_check(check: Check, settings: Settings) -> list[CheckResult]:
+    """The lines one check gives; a check that raises becomes a failed line, never a crash."""
+    name = check.__name__.removeprefix("check_").replace("_", " ")
+    try:
+        outcome = check(settings)
+    except CrmMeetingsError as error:
+        return [CheckResult(name, False, error.message, error.hint)]
+    except Exception as error:  # a check must never stop the others
+        return [CheckResult(name, False, redact(f"{type(error).__name__}: {error}"))]
+    if outcome is None:
+        return []
+    return [outcome] if isinstance(outcome, CheckResult) else list(outcome)

@@ -12,10 +12,9 @@ from fastapi.responses import PlainTextResponse
 from crm_meetings.calendar import ics
 from crm_meetings.calendar.invitation import invitation_text
 from crm_meetings.calendar.outbox import OutboxStatus
-from crm_meetings.commands import CheckResult
-from crm_meetings.errors import CrmMeetingsError, NoSessionExistsError, ValidationError
+from crm_meetings.commands import run_check
+from crm_meetings.errors import NoSessionExistsError, ValidationError
 from crm_meetings.model import Meeting, RecordRef
-from crm_meetings.redaction import redact
 from crm_meetings.sync.schedule import NIGHTLY_JOB_ID, nightly_trigger, schedule_nightly
 from crm_meetings.web import data
 from crm_meetings.web.deps import Caller, State, WebState
@@ -203,14 +202,7 @@ def health(caller: Caller, state: State) -> list[CheckOut]:
     caller.require_admin()
     results: list[CheckOut] = []
     for check in state.services.checks:
-        name = check.__name__.removeprefix("check_").replace("_", " ")
-        try:
-            result = check(state.settings)
-        except CrmMeetingsError as error:
-            result = CheckResult(name, False, error.message, error.hint)
-        except Exception as error:  # one broken check must not hide the others
-            result = CheckResult(name, False, redact(f"{type(error).__name__}: {error}"))
-        if result is not None:
+        for result in run_check(check, state.settings):
             results.append(
                 CheckOut(name=result.name, ok=result.ok, detail=result.detail, fix=result.fix)
             )
