@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import smtplib
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
@@ -25,7 +26,7 @@ from crm_meetings.routing.requests import (
 )
 from crm_meetings.routing.trust import TrustCircle, TrustMode
 from crm_meetings.senders.store import SenderRepository, confirm_address
-from crm_meetings.store import Store
+from crm_meetings.store import Store, upgrade
 
 ORG = "acme"
 OWNER = "olivia@acme.example"
@@ -243,3 +244,34 @@ def test_parse_mail_reads_addresses_not_names() -> None:
 
 def test_expiry_is_three_days_by_default() -> None:
     assert CONFIG.valid_for == timedelta(days=3)
+
+
+@pytest.mark.postgres
+def test_concurrent_clicks_answer_a_request_once(postgres_url: str) -> None:
+    upgrade(postgres_url)
+    with Store(postgres_url) as store:
+        with store.transaction() as uow:
+            uow.repository(TrustRepository).signup(ORG, OWNER)
+        receive(store, "eve@client.example")
+        found = links(mails(store)[0][1])
+        tokens = [found["Approve"], found["Approve"], found["Decline"], found["Approve"]]
+        start = threading.Barrier(len(tokens))
+        outcomes: list[str] = []
+
+        def click(token: str) -> None:
+            start.wait()
+            try:
+                with store.transaction() as uow:
+                    answer = uow.repository(TrustRepository).resolve(token, secret=CONFIG.secret)
+                outcomes.append(answer.status.value)
+            except (ConflictError, PermissionDeniedError) as error:
+                outcomes.append(type(error).__name__)
+
+        workers = [threading.Thread(target=click, args=(t,)) for t in tokens]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    answered = [o for o in outcomes if o in ("approved", "declined")]
+    assert len(answered) == 1
+    assert len(outcomes) == len(tokens)
