@@ -96,25 +96,35 @@ class HistorySync:
     # --- entry points -------------------------------------------------------------
 
     def sync_organizer(
-        self, organizer: str, *, kind: str = "nightly", progress: Progress | None = None
+        self,
+        organizer: str,
+        *,
+        kind: str = "nightly",
+        progress: Progress | None = None,
+        since: datetime | None = None,
     ) -> SyncReport:
-        """Every meeting of ``organizer`` that ran since the last checkpoint."""
+        """Every meeting of ``organizer`` that ran since the last checkpoint.
+
+        An explicit ``since`` (a backfill) reads from there and leaves the checkpoint as it is.
+        """
         now = self.clock()
-        with self.store.transaction() as uow:
-            cursor = uow.checkpoints.get(
-                self.options.org_id, self.provider.name, _checkpoint_object(organizer)
+        backfill = since is not None
+        if since is None:
+            with self.store.transaction() as uow:
+                cursor = uow.checkpoints.get(
+                    self.options.org_id, self.provider.name, _checkpoint_object(organizer)
+                )
+            since = (
+                datetime.fromisoformat(cursor) - self.options.overlap
+                if cursor
+                else now - self.options.first_window
             )
-        since = (
-            datetime.fromisoformat(cursor) - self.options.overlap
-            if cursor
-            else now - self.options.first_window
-        )
         with self._run(kind, organizer=organizer) as run:
             ran = self.provider.meetings_ran(organizer, since, now)
             ids = list(dict.fromkeys(meeting.id for meeting in ran))
             pending = list(self._collect(ids, run.tally))
             complete = self._write(pending, run, progress)
-            if complete and not self.options.dry_run:
+            if complete and not self.options.dry_run and not backfill:
                 with self.store.transaction() as uow:
                     uow.checkpoints.set(
                         self.options.org_id,

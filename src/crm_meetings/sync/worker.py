@@ -1,0 +1,202 @@
+"""The long-running worker: the nightly history sync on its schedule, and the mail outbox.
+
+:class:`Worker` checks that the database schema is current, starts APScheduler with the
+nightly job (:func:`~crm_meetings.sync.schedule.schedule_nightly`, ``replace_existing``:
+a new hour in the config takes effect on restart, the admin page changes it live), and
+delivers the outbox every ``outbox_interval`` seconds. Each round also wakes the scheduler,
+so a job another process rescheduled in the shared job store is seen within one round.
+
+SIGTERM or SIGINT (:func:`run_worker`): the outbox batch under way finishes, a running
+nightly job stops after the organizer it is syncing, the scheduler shuts down, exit 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from types import FrameType
+from typing import NamedTuple, Protocol
+
+import structlog
+from apscheduler.schedulers.base import BaseScheduler
+
+from crm_meetings.calendar.outbox import DeliveryReport, SmtpConfig, deliver_pending
+from crm_meetings.config import Settings
+from crm_meetings.store import Store
+from crm_meetings.sync import jobs
+from crm_meetings.sync.schedule import (
+    NIGHTLY_JOB_ID,
+    build_scheduler,
+    schedule_nightly,
+    stop_scheduler,
+)
+
+__all__ = ["Companion", "NightlyTime", "Worker", "run_worker"]
+
+_log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class Companion(Protocol):
+    """Something served alongside the worker (the web app), sharing its scheduler."""
+
+    def start(self, worker: Worker) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NightlyTime(NamedTuple):
+    """When the nightly sync fires."""
+
+    hour: int
+    minute: int
+    timezone: str
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Worker:
+    """Scheduler + outbox loop over one store; :meth:`run` until :meth:`stop`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: str | None = None,
+        queue: jobs.Queue = "inline",
+        outbox_interval: float = 30.0,
+        companions: Sequence[Companion] = (),
+        clock: Clock = _utc_now,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.queue: jobs.Queue = queue
+        self.outbox_interval = outbox_interval
+        self.companions = list(companions)
+        self.clock = clock
+        self.store = Store(jobs.settings_store_url(settings))
+        self.scheduler: BaseScheduler | None = None
+        self._stop = threading.Event()
+        self._smtp = SmtpConfig.from_settings(settings.smtp) if settings.smtp.host else None
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the schema, start the scheduler with the nightly job, start companions."""
+        revision = self.store.check()  # StoreError with "run crm-meetings db upgrade"
+        jobs.set_job_defaults(jobs.JobDefaults(self.config_path, self.queue))
+        sync = self.settings.sync
+        scheduler = build_scheduler(
+            jobs.settings_store_url(self.settings),
+            timezone=sync.timezone,
+            misfire_grace_seconds=sync.misfire_grace_seconds,
+        )
+        scheduler.start()
+        self.scheduler = scheduler
+        if sync.enabled:
+            when = self.nightly_time()
+            job = schedule_nightly(
+                scheduler,
+                hour=when.hour,
+                minute=when.minute,
+                timezone=when.timezone,
+                kwargs={"config_path": self.config_path, "queue": self.queue},
+            )
+            _log.info(
+                "worker started",
+                revision=revision,
+                queue=self.queue,
+                nightly=f"{when.hour:02d}:{when.minute:02d} {when.timezone}",
+                next_run=str(job.next_run_time),
+            )
+        else:
+            if scheduler.get_job(NIGHTLY_JOB_ID) is not None:
+                scheduler.remove_job(NIGHTLY_JOB_ID)
+            _log.info("worker started without the nightly sync ([sync] enabled = false)")
+        if self._smtp is None:
+            _log.info("mail is not configured ([smtp] host): the outbox is not delivered")
+        for companion in self.companions:
+            companion.start(self)
+
+    def nightly_time(self) -> NightlyTime:
+        """The admin's time saved on the admin page, else ``[sync]`` hour, minute, timezone."""
+        sync = self.settings.sync
+        saved = _saved_schedule(self.store)
+        return NightlyTime(
+            int(str(saved.get("hour", sync.hour))),
+            int(str(saved.get("minute", sync.minute))),
+            str(saved.get("timezone", sync.timezone)),
+        )
+
+    def tick(self) -> DeliveryReport | None:
+        """One round: deliver due mail, then let the scheduler look at its store again."""
+        report = None
+        if self._smtp is not None:
+            try:
+                report = deliver_pending(self.store, self._smtp, self.clock())
+            except Exception:  # the next round tries again; the worker stays up
+                _log.exception("outbox delivery failed")
+            else:
+                if report.attempted:
+                    _log.info(
+                        "outbox delivered",
+                        sent=len(report.sent),
+                        deferred=len(report.deferred),
+                        failed=len(report.failed),
+                    )
+        if self.scheduler is not None:
+            self.scheduler.wakeup()
+        return report
+
+    def run(self) -> None:
+        """Start, tick until :meth:`stop`, then shut down in order."""
+        try:
+            self.start()
+            while not self._stop.is_set():
+                self.tick()
+                self._stop.wait(self.outbox_interval)
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (safe from a signal handler)."""
+        self._stop.set()
+        jobs.request_stop()
+
+    def close(self) -> None:
+        for companion in reversed(self.companions):
+            companion.stop()
+        if self.scheduler is not None:
+            stop_scheduler(self.scheduler)  # waits for a running nightly job
+            self.scheduler = None
+        self.store.dispose()
+        _log.info("worker stopped")
+
+
+def _saved_schedule(store: Store) -> dict[str, object]:
+    """The nightly time the admin page saved, if any."""
+    from crm_meetings.web import data
+
+    with store.transaction() as uow:
+        return data.get_preference(uow, data.DEPLOYMENT, data.SYNC_SCHEDULE) or {}
+
+
+def run_worker(worker: Worker) -> int:
+    """Run ``worker`` in the main thread until SIGTERM or SIGINT; returns the exit status."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        _log.info("stopping", signal=signal.Signals(signum).name)
+        worker.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
