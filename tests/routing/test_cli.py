@@ -17,17 +17,20 @@ import typer
 from click.testing import Result
 from typer.testing import CliRunner
 
+from crm_meetings.calendar.imip import Sender
 from crm_meetings.calendar.outbox_table import OutboxMessageRow
 from crm_meetings.cli import step_create_store, step_migrate, step_store_meeting
 from crm_meetings.commands import CliState, DemoRun
 from crm_meetings.commands.contacts import app as contacts_app
 from crm_meetings.commands.contacts import demo_contacts
 from crm_meetings.commands.rotation import app as rotation_app
-from crm_meetings.commands.rotation import demo_rotation, demo_trust
+from crm_meetings.commands.rotation import assistant_config, demo_rotation, demo_trust
 from crm_meetings.commands.senders import app as senders_app
 from crm_meetings.commands.senders import demo_sender
+from crm_meetings.config import Settings
 from crm_meetings.errors import ConfigurationError, ConflictError
 from crm_meetings.model import Invitee
+from crm_meetings.routing.requests import AssistantConfig, TrustRepository
 from crm_meetings.senders.store import code_in
 from crm_meetings.store import Store, upgrade
 
@@ -192,3 +195,34 @@ def test_demo_steps(tmp_path: Path) -> None:
     assert [len(b["explanation"]["candidates"]) for b in explained] == [3] * 5
     contacts = json.loads((run.out / "contacts.json").read_text(encoding="utf-8"))
     assert [c["email"] for c in contacts["my_contacts"]] == ["bob@example.org"]
+
+
+def test_trust_commands(cli: Run, sqlite_url: str) -> None:
+    assert "olivia@acme.example: restricted" in ok(
+        cli("rotation", "trust", "signup", "olivia@acme.example")
+    )
+    added = ok(cli("rotation", "trust", "add", "olivia@acme.example",
+                   "--domain", "*.partner.example", "--address", "vip@gmail.com"))  # fmt: skip
+    assert "trusts *.partner.example" in added
+    assert "trusts vip@gmail.com" in added
+    config = AssistantConfig(Sender("assistant@acme.example"), b"k" * 32, "https://x/")
+    with Store(sqlite_url) as store, store.transaction() as uow:
+        uow.repository(TrustRepository).receive(
+            "olivia@acme.example", "eve@client.example", config=config, subject="Hello"
+        )
+    queue = json.loads(ok(cli("rotation", "trust", "requests", "olivia@acme.example", "--json")))
+    assert [(r["from"], r["status"]) for r in queue] == [("eve@client.example", "pending")]
+    assert "eve@client.example" in ok(cli("rotation", "trust", "requests", "olivia@acme.example"))
+
+
+def test_assistant_config_signs_with_a_key_derived_from_the_session_secret() -> None:
+    with pytest.raises(ConfigurationError, match=r"web\.session_secret"):
+        assistant_config(Settings(), "assistant@acme.example")
+    configured = Settings.model_validate(
+        {"web": {"session_secret": "s3cret", "public_url": "https://meet.acme.example/"}}
+    )
+    config = assistant_config(configured, "assistant@acme.example", zone="Europe/Paris")
+    assert config.approval_url == "https://meet.acme.example/approvals/"
+    assert config.secret != b"s3cret"
+    assert len(config.secret) == 32
+    assert config.zone == "Europe/Paris"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -15,7 +18,10 @@ from rich.text import Text
 
 from crm_meetings.calendar.imip import Sender
 from crm_meetings.commands import DemoRun, console, settings, store_url
-from crm_meetings.routing.requests import AssistantConfig, TrustRepository
+from crm_meetings.config import Settings
+from crm_meetings.errors import ConfigurationError
+from crm_meetings.routing.inbound import InboundHandler, InboundListener
+from crm_meetings.routing.requests import AssistantConfig, RequestStatus, TrustRepository
 from crm_meetings.routing.rotation import Explanation, NewMemberPolicy, Rotation
 from crm_meetings.routing.rotations import (
     Booking,
@@ -23,21 +29,34 @@ from crm_meetings.routing.rotations import (
     RotationRepository,
     explanation_to_json,
 )
-from crm_meetings.store import DEFAULT_ORG_ID, Store
+from crm_meetings.routing.trust import TrustCircle, TrustMode
+from crm_meetings.store import DEFAULT_ORG_ID, Repository, Store
 
-__all__ = ["app", "demo_rotation", "demo_trust", "rotation_json"]
+__all__ = [
+    "app",
+    "assistant_config",
+    "demo_rotation",
+    "demo_trust",
+    "rotation_json",
+    "trust_app",
+]
 
 app = typer.Typer(help="Meeting rotations: who hosts the next meeting, and why.")
+trust_app = typer.Typer(help="The owners' trust circles and the booking requests queue.")
+app.add_typer(trust_app, name="trust")
 
 Org = Annotated[str, typer.Option(help="The organisation.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 Ref = Annotated[str, typer.Argument(help="The rotation's name or id.")]
 
 
+R = TypeVar("R", bound=Repository)
+
+
 @contextmanager
-def _rotations(ctx: typer.Context) -> Iterator[RotationRepository]:
+def _repository(ctx: typer.Context, cls: type[R]) -> Iterator[R]:
     with Store(store_url(settings(ctx))) as store, store.transaction() as uow:
-        yield uow.repository(RotationRepository)
+        yield uow.repository(cls)
 
 
 def rotation_json(rotation: Rotation) -> dict[str, Any]:
@@ -105,7 +124,7 @@ def create(
     as_json: Json = False,
 ) -> None:
     """Create a rotation."""
-    with _rotations(ctx) as rotations:
+    with _repository(ctx, RotationRepository) as rotations:
         rotation = rotations.create(org, name, users=member or [], teams=team or [], policy=policy)
     _print_rotation(rotation, as_json)
 
@@ -119,7 +138,7 @@ def add_member(
     as_json: Json = False,
 ) -> None:
     """Add a member; under the reset policy every count starts again at 0."""
-    with _rotations(ctx) as rotations:
+    with _repository(ctx, RotationRepository) as rotations:
         changed = rotations.add_member(rotations.get(rotation, org_id=org).id, email)
     _print_rotation(changed, as_json)
 
@@ -132,7 +151,7 @@ def team(
     org: Org = DEFAULT_ORG_ID,
 ) -> None:
     """Set a team's members; every rotation listing the team follows."""
-    with _rotations(ctx) as rotations:
+    with _repository(ctx, RotationRepository) as rotations:
         changed = rotations.set_team(org, name, emails)
     console.print(Text(f"Team {name}: {len(emails)} members; {len(changed)} rotations updated."))
 
@@ -149,7 +168,7 @@ def toggle(
     as_json: Json = False,
 ) -> None:
     """Flip a member's availability (training, holidays), or set it."""
-    with _rotations(ctx) as rotations:
+    with _repository(ctx, RotationRepository) as rotations:
         current = rotations.get(rotation, org_id=org)
         wanted = not current.member(email).available if available is None else available
         changed = rotations.set_available(current.id, email, wanted)
@@ -161,7 +180,7 @@ def pick(
     ctx: typer.Context, rotation: Ref, org: Org = DEFAULT_ORG_ID, as_json: Json = False
 ) -> None:
     """Who would host the next meeting, and why (nothing is booked)."""
-    with _rotations(ctx) as rotations:
+    with _repository(ctx, RotationRepository) as rotations:
         found = rotations.get(rotation, org_id=org)
         explanation = rotations.suggest(found.id, rotations.clock())
     _print_explanation(explanation, as_json, {"rotation": found.name})
@@ -189,7 +208,7 @@ def book(
     as_json: Json = False,
 ) -> None:
     """Book a meeting through the rotation and count it."""
-    with _rotations(ctx) as rotations:
+    with _repository(ctx, RotationRepository) as rotations:
         found = rotations.get(rotation, org_id=org)
         booking = rotations.book(found.id, meeting_id, rotations.clock(), member=member)
     _print_booking(booking, as_json)
@@ -205,7 +224,7 @@ def unbook(
     as_json: Json = False,
 ) -> None:
     """Give a cancelled or deleted meeting's count back."""
-    with _rotations(ctx) as rotations:
+    with _repository(ctx, RotationRepository) as rotations:
         booking = rotations.end_booking(meeting_id, state)
     if booking is None:
         console.print(Text(f"Meeting {meeting_id} was not booked through a rotation."))
@@ -221,7 +240,7 @@ def show(
     as_json: Json = False,
 ) -> None:
     """Show rotations with their members' counts and availability."""
-    with _rotations(ctx) as rotations:
+    with _repository(ctx, RotationRepository) as rotations:
         found = [rotations.get(rotation, org_id=org)] if rotation else rotations.rotations(org)
     if as_json:
         typer.echo(json.dumps([rotation_json(r) for r in found], indent=2))
@@ -230,6 +249,110 @@ def show(
         console.print("No rotations yet: create one with `crm-meetings rotation create`.")
     for one in found:
         _print_rotation(one, as_json=False)
+
+
+# --- trust circles and requests (``rotation trust …``; the lead may mount trust_app) -----
+
+Owner = Annotated[str, typer.Argument(help="The owner's e-mail address.")]
+
+
+def _print_circle(circle: TrustCircle) -> None:
+    console.print(Text(f"{circle.owner}: {circle.mode.value}"))
+    for entry in sorted(circle.addresses) + sorted(circle.domains):
+        console.print(Text(f"  trusts {entry}"))
+
+
+@trust_app.command("signup")
+def trust_signup(ctx: typer.Context, owner: Owner, org: Org = DEFAULT_ORG_ID) -> None:
+    """Create an owner's circle: their own domain is trusted."""
+    with _repository(ctx, TrustRepository) as trust:
+        circle = trust.signup(org, owner)
+    _print_circle(circle)
+
+
+@trust_app.command("add")
+def trust_add(
+    ctx: typer.Context,
+    owner: Owner,
+    address: Annotated[list[str] | None, typer.Option(help="A trusted address.")] = None,
+    domain: Annotated[
+        list[str] | None, typer.Option(help="A trusted domain; *.x.com for its subdomains.")
+    ] = None,
+    mode: Annotated[TrustMode | None, typer.Option(help="restricted or everyone.")] = None,
+) -> None:
+    """Trust more addresses or domains, or change the mode."""
+    with _repository(ctx, TrustRepository) as trust:
+        circle = trust.trust(owner, addresses=address or [], domains=domain or [], mode=mode)
+    _print_circle(circle)
+
+
+@trust_app.command("requests")
+def trust_requests(
+    ctx: typer.Context,
+    owner: Owner,
+    every: Annotated[bool, typer.Option("--all", help="Answered ones too.")] = False,
+    as_json: Json = False,
+) -> None:
+    """The owner's queue: requests waiting for approval (or all of them)."""
+    with _repository(ctx, TrustRepository) as trust:
+        found = trust.queue(owner, None if every else RequestStatus.PENDING)
+    rows = [
+        {"id": r.id, "from": r.requester, "name": r.requester_name, "subject": r.subject,
+         "status": r.status.value, "received": r.created_at.isoformat(),
+         "expires": r.expires_at.isoformat()}
+        for r in found
+    ]  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("No requests waiting.")
+        return
+    table = Table()
+    for column in ("id", "from", "subject", "status", "received", "expires"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(Text(str(row[c])) for c in ("id", "from", "subject", "status",
+                                                    "received", "expires")))  # fmt: skip
+    console.print(table)
+
+
+def assistant_config(settings: Settings, assistant: str, *, zone: str = "UTC") -> AssistantConfig:
+    """The assistant's identity and its link signing, from ``[web]``: links are signed
+    with a key derived from ``web.session_secret`` and point at ``web.public_url``."""
+    if settings.web.session_secret is None:
+        raise ConfigurationError(
+            "is not set: approval links must be signed",
+            key="web.session_secret",
+            hint="Set [web].session_secret (or CRM_MEETINGS_WEB__SESSION_SECRET_FILE).",
+        )
+    key = settings.web.session_secret.get_secret_value().encode("utf-8")
+    base = settings.web.public_url or f"http://{settings.web.host}:{settings.web.port}"
+    return AssistantConfig(
+        sender=Sender(assistant, "Scheduling assistant"),
+        secret=hmac.new(key, b"crm-meetings approval links", hashlib.sha256).digest(),
+        approval_url=f"{str(base).rstrip('/')}/approvals/",
+        zone=zone,
+    )
+
+
+@trust_app.command("listen")
+def trust_listen(
+    ctx: typer.Context,
+    assistant: Annotated[str, typer.Option(help="The assistant's address mail is sent to.")],
+    host: Annotated[str, typer.Option(help="Where to listen.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The SMTP port.")] = 2525,
+    zone: Annotated[str, typer.Option(help="Owners' working-hours zone.")] = "UTC",
+    org: Org = DEFAULT_ORG_ID,
+) -> None:
+    """Receive e-mail requests to the assistant over SMTP until interrupted."""
+    loaded = settings(ctx)
+    config = assistant_config(loaded, assistant, zone=zone)
+    with Store(store_url(loaded)) as store:
+        listener = InboundListener(InboundHandler(store, config, org), host=host, port=port)
+        with listener:
+            console.print(Text(f"Receiving mail for {config.sender.address} on {host}:{port}."))
+            threading.Event().wait()
 
 
 # --- demo steps (the lead lists them in cli.DEMO_STEPS) ---------------------------------
