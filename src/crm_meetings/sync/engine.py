@@ -146,7 +146,10 @@ class HistorySync:
         if not meeting.provider_meeting_id or meeting.provider != self.provider.name:
             raise NoSessionExistsError(meeting_id)
         with self._run("manual", organizer=meeting.organizer.email, meeting_id=meeting_id) as run:
-            sessions = self.provider.sessions(meeting.provider_meeting_id)
+            try:
+                sessions = self.provider.sessions(meeting.provider_meeting_id)
+            except NoSessionExistsError:  # the provider's names its own meeting id
+                sessions = []
             if not sessions:
                 raise NoSessionExistsError(meeting_id)
             run.tally.meetings_seen += 1
