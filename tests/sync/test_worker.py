@@ -45,9 +45,9 @@ def _nightly_next_run(store_url: str) -> float | None:
     engine = create_engine(store_url)
     try:
         with engine.connect() as connection:
+            jobs = sa.table(JOBS_TABLE, sa.column("id"), sa.column("next_run_time"))
             return connection.scalar(  # type: ignore[no-any-return]
-                sa.text(f"SELECT next_run_time FROM {JOBS_TABLE} WHERE id = :id"),
-                {"id": NIGHTLY_JOB_ID},
+                sa.select(jobs.c.next_run_time).where(jobs.c.id == NIGHTLY_JOB_ID)
             )
     except sa.exc.OperationalError:
         return None  # the table does not exist yet
@@ -78,7 +78,7 @@ def test_the_worker_schedules_the_nightly_job_and_stops_on_sigterm(world: Any) -
         assert (fires.hour, fires.minute) == (3, 45)
         time.sleep(0.5)  # a few outbox rounds
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
@@ -94,6 +94,6 @@ def test_the_worker_refuses_an_unmigrated_database(world: Any, tmp_path: Path) -
     fresh = f"sqlite+pysqlite:///{tmp_path / 'empty.db'}"
     world.config.write_text(text.replace(world.store_url, fresh), encoding="utf-8")
     process = _start(world)
-    out, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=60)
     assert process.returncode == 1
     assert "crm-meetings db upgrade" in err
