@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import platform
 import sys
@@ -47,7 +48,11 @@ def main() -> None:
     print(report)
     out = HERE / "results" / f"{datetime.now(UTC):%Y-%m-%d}-{platform.node() or 'host'}.md"
     out.write_text(report + "\n", encoding="utf-8")
-    print(f"\nwritten to {out}", file=sys.stderr)
+    from benchmarks._rig import ROWS, quick
+
+    rows = HERE / "results" / ("quick.json" if quick() else "latest.json")
+    rows.write_text(json.dumps(ROWS, indent=1) + "\n", encoding="utf-8")
+    print(f"\nwritten to {out} and {rows}", file=sys.stderr)
 
 
 if __name__ == "__main__":
