@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -27,6 +28,9 @@ from crm_meetings.errors import CrmMeetingsError
 from crm_meetings.logging import configure_logging
 from crm_meetings.model import Meeting
 from crm_meetings.redaction import redact
+
+if TYPE_CHECKING:
+    from crm_meetings.demo.system import DemoSystem
 
 __all__ = [
     "Check",
@@ -124,6 +128,7 @@ class DemoRun:
     workdir: Path
     store_url: str = ""
     meeting: Meeting | None = None
+    system: DemoSystem | None = None  # the sandbox, SMTP sink and clients (crm_meetings.demo)
 
 
 #: a ``demo`` step: do one thing, return a one-line detail, raise if it failed
