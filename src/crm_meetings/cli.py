@@ -39,6 +39,7 @@ from crm_meetings.commands.sandbox import app as sandbox_app
 from crm_meetings.commands.senders import app as senders_app
 from crm_meetings.commands.web import app as web_app
 from crm_meetings.config import NOT_SET, Settings
+from crm_meetings.demo import STEPS as SCENARIO_STEPS
 from crm_meetings.errors import CrmMeetingsError
 from crm_meetings.model import Invitee, Person, RecordRef, new_meeting
 from crm_meetings.redaction import redact
@@ -341,7 +342,7 @@ def step_read_back(run: DemoRun) -> str:
 
 
 #: the demo scenario, in order; a failed step stops the run
-DEMO_STEPS: list[Step] = [step_create_store, step_migrate, step_store_meeting, step_read_back]
+DEMO_STEPS: list[Step] = [step_create_store, step_migrate, *SCENARIO_STEPS]
 
 
 def _run_step(step: Step, run: DemoRun) -> dict[str, Any]:
