@@ -183,8 +183,15 @@ class DemoSystem:
         return not self.sandbox.running and not self.sink.running
 
 
+def _clear(out: Path) -> None:
+    """Remove what an earlier demo left in ``out``: its files would mix with this run's."""
+    for old in (*out.glob("mail/*.eml"), *out.glob("ics/*.ics"), out / "sync-report.json"):
+        old.unlink(missing_ok=True)
+
+
 def start(out: Path, workdir: Path, store_url: str) -> DemoSystem:
     """Serve the sandbox and the sink, load the settings, build every client."""
+    _clear(out)
     stack = contextlib.ExitStack()
     try:
         began = time.monotonic()
