@@ -19,14 +19,11 @@ from typer.testing import CliRunner
 
 from crm_meetings.calendar.imip import Sender
 from crm_meetings.calendar.outbox_table import OutboxMessageRow
-from crm_meetings.cli import step_create_store, step_migrate, step_store_meeting
-from crm_meetings.commands import CliState, DemoRun
+from crm_meetings.commands import CliState
 from crm_meetings.commands.contacts import app as contacts_app
-from crm_meetings.commands.contacts import demo_contacts
 from crm_meetings.commands.rotation import app as rotation_app
-from crm_meetings.commands.rotation import assistant_config, demo_rotation, demo_trust
+from crm_meetings.commands.rotation import assistant_config
 from crm_meetings.commands.senders import app as senders_app
-from crm_meetings.commands.senders import demo_sender
 from crm_meetings.config import Settings
 from crm_meetings.errors import ConfigurationError, ConflictError
 from crm_meetings.model import Invitee
@@ -173,28 +170,6 @@ def test_contacts_commands(cli: Run, sqlite_url: str, make_meeting: Any) -> None
     prospects = ok(cli("contacts", "companies", "--user", "olivia@acme.example",
                        "--type", "prospect"))  # fmt: skip
     assert "Nobody yet." in prospects
-
-
-def test_demo_steps(tmp_path: Path) -> None:
-    run = DemoRun(out=tmp_path / "out", workdir=tmp_path / "work")
-    run.out.mkdir()
-    steps = [step_create_store, step_migrate, step_store_meeting,
-             demo_rotation, demo_trust, demo_sender, demo_contacts]  # fmt: skip
-    details = [step(run) for step in steps]
-    assert details[3] == (
-        "five meetings went to ana@demo.example, ben@demo.example, chloe@demo.example, "
-        "ana@demo.example, ben@demo.example"
-    )
-    assert "colleague@demo.example: accepted" in details[4]
-    assert "stranger@elsewhere.example: pending" in details[4]
-    assert details[5] == (
-        "confirmed invitations@demo.example; invitations now send as 'Demo Invitations'"
-    )
-    assert details[6] == "alice@example.com: 1 contacts; firm-wide: 1 companies"
-    explained = json.loads((run.out / "rotation.json").read_text(encoding="utf-8"))
-    assert [len(b["explanation"]["candidates"]) for b in explained] == [3] * 5
-    contacts = json.loads((run.out / "contacts.json").read_text(encoding="utf-8"))
-    assert [c["email"] for c in contacts["my_contacts"]] == ["bob@example.org"]
 
 
 def test_trust_commands(cli: Run, sqlite_url: str) -> None:

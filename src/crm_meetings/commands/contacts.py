@@ -12,12 +12,12 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from crm_meetings.commands import DemoRun, console, settings, store_url
+from crm_meetings.commands import console, settings, store_url
 from crm_meetings.contacts.map import Company, CompanyFilter, CompanyType, Contact, Scope
 from crm_meetings.contacts.store import ContactRepository
 from crm_meetings.store import DEFAULT_ORG_ID, Store
 
-__all__ = ["app", "demo_contacts"]
+__all__ = ["app"]
 
 app = typer.Typer(help="The contact map: who the firm met or mailed, and their companies.")
 
@@ -135,22 +135,3 @@ def save_filter(
     with _contacts(ctx) as contacts:
         saved = contacts.save_filter(org, user, wanted)
     console.print(Text(f"Saved filter {saved.name!r}."))
-
-
-# --- demo step (the lead lists it in cli.DEMO_STEPS) -------------------------------------
-
-
-def demo_contacts(run: DemoRun) -> str:
-    """The demo meeting's organizer's contacts and the firm-wide companies, to contacts.json."""
-    with Store(run.store_url) as store, store.transaction() as uow:
-        contacts = uow.repository(ContactRepository)
-        user = run.meeting.organizer.email if run.meeting else None
-        mine = contacts.contacts(DEFAULT_ORG_ID, user=user) if user else []
-        firm = contacts.companies(DEFAULT_ORG_ID, user=user or "nobody@invalid.example")
-    report = {
-        "user": user,
-        "my_contacts": [_contact_json(c) for c in mine],
-        "firm_companies": [_company_json(c) for c in firm],
-    }
-    (run.out / "contacts.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return f"{user}: {len(mine)} contacts; firm-wide: {len(firm)} companies"

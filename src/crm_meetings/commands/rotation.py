@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -17,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crm_meetings.calendar.imip import Sender
-from crm_meetings.commands import DemoRun, console, settings, store_url
+from crm_meetings.commands import console, settings, store_url
 from crm_meetings.config import Settings
 from crm_meetings.errors import ConfigurationError
 from crm_meetings.routing.inbound import InboundHandler, InboundListener
@@ -35,8 +33,6 @@ from crm_meetings.store import DEFAULT_ORG_ID, Repository, Store
 __all__ = [
     "app",
     "assistant_config",
-    "demo_rotation",
-    "demo_trust",
     "rotation_json",
     "trust_app",
 ]
@@ -353,46 +349,3 @@ def trust_listen(
         with listener:
             console.print(Text(f"Receiving mail for {config.sender.address} on {host}:{port}."))
             threading.Event().wait()
-
-
-# --- demo steps (the lead lists them in cli.DEMO_STEPS) ---------------------------------
-
-DEMO_REPS = ("ana@demo.example", "ben@demo.example", "chloe@demo.example")
-
-
-def demo_rotation(run: DemoRun) -> str:
-    """A rotation of three reps assigns five meetings; the explanations go to rotation.json."""
-    with Store(run.store_url) as store, store.transaction() as uow:
-        rotations = uow.repository(RotationRepository)
-        rotation = rotations.create(DEFAULT_ORG_ID, "Demo inbound", users=DEMO_REPS)
-        start = uow.clock()
-        bookings = [
-            rotations.book(rotation.id, f"demo-rotation-{n}", start + timedelta(minutes=n))
-            for n in range(1, 6)
-        ]
-    report = [
-        {"meeting": b.meeting_id, "booked": b.member,
-         "explanation": explanation_to_json(b.explanation)}
-        for b in bookings
-    ]  # fmt: skip
-    (run.out / "rotation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return "five meetings went to " + ", ".join(b.member for b in bookings)
-
-
-def demo_trust(run: DemoRun) -> str:
-    """One trusted and one untrusted request to the same owner."""
-    config = AssistantConfig(
-        sender=Sender("assistant@demo.example", "Demo Assistant"),
-        secret=secrets.token_bytes(32),
-        approval_url="http://127.0.0.1:8000/approvals/",
-    )
-    with Store(run.store_url) as store, store.transaction() as uow:
-        trust = uow.repository(TrustRepository)
-        owner = trust.signup(DEFAULT_ORG_ID, DEMO_REPS[0]).owner
-        trusted = trust.receive(owner, "colleague@demo.example", config=config)
-        trust.offer_slots(trusted.id, config=config)
-        untrusted = trust.receive(owner, "stranger@elsewhere.example", config=config)
-    return (
-        f"colleague@demo.example: {trusted.status} (slots offered); "
-        f"stranger@elsewhere.example: {untrusted.status} (approval asked of {owner})"
-    )

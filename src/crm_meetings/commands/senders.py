@@ -11,26 +11,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from crm_meetings.calendar.imip import Sender
-from crm_meetings.calendar.outbox_table import OutboxMessageRow
-from crm_meetings.commands import DemoRun, console, settings, store_url
-from crm_meetings.errors import ConfigurationError, CrmMeetingsError
+from crm_meetings.commands import console, settings, store_url
+from crm_meetings.errors import ConfigurationError
 from crm_meetings.senders.addresses import OrgAddress, Use
 from crm_meetings.senders.store import (
-    DEFAULT_USE,
     SenderRepository,
-    code_in,
     confirm_address,
-    sender_for,
 )
 from crm_meetings.store import DEFAULT_ORG_ID, Store
 
-__all__ = ["address_json", "app", "demo_sender"]
+__all__ = ["address_json", "app"]
 
 app = typer.Typer(help="Organisation sender addresses: add, confirm, list, delete.")
 
@@ -178,29 +173,3 @@ def delete(
         typer.echo(json.dumps(payload, indent=2))
         return
     console.print(Text(f"Deleted {address}; {len(moved)} uses moved to {replacement}."))
-
-
-# --- demo step (the lead lists it in cli.DEMO_STEPS) -------------------------------------
-
-
-def demo_sender(run: DemoRun) -> str:
-    """Add an organisation address, confirm it with its code, make it the invitations'
-    sender; the code is read from the queued confirmation e-mail, as a user would."""
-    org = DEFAULT_ORG_ID
-    with Store(run.store_url) as store:
-        with store.transaction() as uow:
-            address = uow.repository(SenderRepository).add(
-                org, "invitations@demo.example", "Demo Invitations", ["rep"],
-                mail_from=Sender("no-reply@demo.example", "crm-meetings"),
-            )  # fmt: skip
-            raw = uow.session.scalars(
-                sa.select(OutboxMessageRow.raw).order_by(OutboxMessageRow.id.desc()).limit(1)
-            ).one()
-        code = code_in(raw)
-        if code is None:
-            raise CrmMeetingsError("the confirmation e-mail has no code", hint="Report this.")
-        confirm_address(store, org, address.id, code)
-        with store.transaction() as uow:
-            uow.repository(SenderRepository).set_use(org, *DEFAULT_USE, address.id)
-            sender = sender_for(uow, org, "rep")
-    return f"confirmed {sender.address}; invitations now send as {sender.name!r}"
