@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,11 +36,12 @@ from crm_meetings.commands.outbox import app as outbox_app
 from crm_meetings.commands.rotation import app as rotation_app
 from crm_meetings.commands.sandbox import app as sandbox_app
 from crm_meetings.commands.senders import app as senders_app
+from crm_meetings.commands.sync import app as sync_app
 from crm_meetings.commands.web import app as web_app
+from crm_meetings.commands.worker import app as worker_app
 from crm_meetings.config import NOT_SET, Settings
 from crm_meetings.demo import STEPS as SCENARIO_STEPS
 from crm_meetings.errors import CrmMeetingsError
-from crm_meetings.model import Invitee, Person, RecordRef, new_meeting
 from crm_meetings.redaction import redact
 
 __all__ = ["DEMO_STEPS", "DOCTOR_CHECKS", "app", "main"]
@@ -62,6 +62,8 @@ app.add_typer(web_app, name="web")
 app.add_typer(rotation_app, name="rotation")
 app.add_typer(senders_app, name="senders")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(sync_app, name="sync")
+app.add_typer(worker_app, name="worker")
 
 
 class LogLevel(StrEnum):
@@ -303,42 +305,6 @@ def step_migrate(run: DemoRun) -> str:
 
     before = migrate.current(run.store_url)
     return f"migrated {before or 'empty'} → {migrate.upgrade(run.store_url)}"
-
-
-def step_store_meeting(run: DemoRun) -> str:
-    """Save one sample meeting."""
-    from crm_meetings.store import Store
-
-    meeting = new_meeting(
-        crm="salesforce",
-        subject="Quarterly business review",
-        start=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
-        end=datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
-        timezone="Europe/Paris",
-        organizer=Person("alice@example.com", "Alice Martin"),
-        now=datetime.now(UTC),
-        invitees=(Invitee("bob@example.org", "Bob Stone"),),
-        related=(RecordRef("Opportunity", "006000000000001AAA"),),
-    )
-    with Store(run.store_url) as store, store.transaction() as uow:
-        run.meeting = uow.meetings.add(meeting)
-    return f"saved meeting {meeting.id} {meeting.subject!r} ({meeting.uid})"
-
-
-def step_read_back(run: DemoRun) -> str:
-    """Read the meeting back and compare it with what was saved."""
-    from crm_meetings.store import Store
-
-    if run.meeting is None:
-        raise CrmMeetingsError("no meeting was saved", hint="Run step_store_meeting first.")
-    with Store(run.store_url) as store, store.transaction() as uow:
-        loaded = uow.meetings.get(run.meeting.id)
-    if loaded != run.meeting:
-        raise CrmMeetingsError(
-            f"meeting {run.meeting.id} read back differs from what was saved",
-            hint="Report this with the demo's report.json.",
-        )
-    return f"read back meeting {loaded.id}: identical, {len(loaded.invitees)} invitee(s)"
 
 
 #: the demo scenario, in order; a failed step stops the run

@@ -192,7 +192,9 @@ def test_outbox_list_on_a_fresh_store(workdir: Path) -> None:
     assert "The outbox is empty." in listed.stdout
 
 
-@pytest.mark.parametrize("command", ["sandbox", "web", "rotation", "senders", "contacts", "outbox"])
+@pytest.mark.parametrize(
+    "command", ["sandbox", "web", "rotation", "senders", "contacts", "outbox", "sync", "worker"]
+)
 def test_every_sub_app_is_wired(workdir: Path, command: str) -> None:
     shown = run(command, "--help", cwd=workdir)
     assert shown.returncode == 0, shown.stderr

@@ -26,7 +26,6 @@ from crm_meetings.config import Settings, load_settings, resolve_config_path
 from crm_meetings.connectors.base import CheckResult
 from crm_meetings.errors import CrmMeetingsError
 from crm_meetings.logging import configure_logging
-from crm_meetings.model import Meeting
 from crm_meetings.redaction import redact
 
 if TYPE_CHECKING:
@@ -127,7 +126,6 @@ class DemoRun:
     out: Path
     workdir: Path
     store_url: str = ""
-    meeting: Meeting | None = None
     system: DemoSystem | None = None  # the sandbox, SMTP sink and clients (crm_meetings.demo)
 
 
