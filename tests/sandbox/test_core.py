@@ -7,6 +7,7 @@ depend on any vendor's emulator.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -337,6 +338,18 @@ def test_sandbox_errors_say_what_to_do(tiny: Sandbox) -> None:
         tiny.start()
     with pytest.raises(ConflictError, match="not started"):
         Sandbox([TinyEmulator()]).url("tiny")
+
+
+def test_stopping_closes_idle_client_connections_at_once() -> None:
+    """An idle pooled TLS connection must not outlive the server's loop (ResourceWarning)."""
+    box = Sandbox([TinyEmulator()]).start()
+    with httpx.Client(base_url=box.url("tiny"), verify=box.ssl_context()) as client:
+        assert client.get("/items/x").status_code == 401
+        box.stop()
+        assert not box.running
+        gc.collect()  # an unclosed server transport would warn here
+        with pytest.raises(httpx.TransportError):
+            client.get("/items/x")
 
 
 def test_a_sandbox_is_a_context_manager() -> None:

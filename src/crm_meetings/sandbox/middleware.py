@@ -7,8 +7,9 @@ For each HTTP request :class:`SandboxMiddleware`
    path when no route matches);
 3. asks :class:`~crm_meetings.sandbox.base.Faults` what to do, sleeps the latency, then
    answers with the emulator's own fault response, drops the connection, or calls the app;
-4. records ``RecordedCall(vendor, template, method, status)`` — status :data:`DROPPED`
-   when the connection was dropped, 500 when the app raised before answering.
+4. records ``RecordedCall(vendor, template, method, status)`` as the response starts, so a
+   client that has its answer can already read the count — status :data:`DROPPED` when
+   the connection was dropped, 500 when the app raised before answering.
 """
 
 from __future__ import annotations
@@ -91,26 +92,31 @@ class SandboxMiddleware:
         method: str = scope["method"]
         endpoint = route_template(self.routes, scope) or path
         decision = self.env.faults.decide(self.vendor, endpoint, method)
-        status = 500
+        recorded = False
 
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
+        def record(status: int) -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                self.env.calls.record(RecordedCall(self.vendor, endpoint, method, status))
+
+        async def send_recorded(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
+                record(message["status"])  # before the client can see the response
             await send(message)
 
         try:
             if decision.latency > 0:
                 await asyncio.sleep(decision.latency)
             if decision.kind is FaultKind.DROP:
-                status = DROPPED
+                record(DROPPED)
                 await drop_connection(receive, send)
             elif decision.kind is not None:
                 response = self.emulator.fault_response(
                     decision.kind, retry_after=decision.retry_after
                 )
-                await response(scope, receive, send_and_note)
+                await response(scope, receive, send_recorded)
             else:
-                await self.app(scope, receive, send_and_note)
+                await self.app(scope, receive, send_recorded)
         finally:
-            self.env.calls.record(RecordedCall(self.vendor, endpoint, method, status))
+            record(500)  # the app raised before answering: the server sends a 500

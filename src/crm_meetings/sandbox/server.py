@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Self
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from crm_meetings.errors import ConflictError
 from crm_meetings.sandbox import registry
@@ -41,6 +42,21 @@ __all__ = ["Sandbox"]
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol, but an idle connection is aborted on shutdown.
+
+    A plain ``close()`` of a TLS connection sends close_notify and waits for the client's;
+    a pooled client connection that nobody reads never answers, so the socket would outlive
+    the server (and its loop). A sandbox stops abruptly instead.
+    """
+
+    def shutdown(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.abort()
+        else:
+            super().shutdown()
 
 
 def _url_of(sock: socket.socket, scheme: str) -> str:
@@ -222,7 +238,7 @@ class Sandbox(Controls):
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=_Protocol,
             ws="none",
             proxy_headers=False,
             server_header=False,
@@ -247,4 +263,12 @@ class Sandbox(Controls):
                 break
             await asyncio.sleep(0.002)
         ready.set()
-        await asyncio.gather(*tasks)
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for listener in self._listeners:  # connections still open after the grace time
+                for connection in list(listener.server.server_state.connections):
+                    transport = getattr(connection, "transport", None)
+                    if isinstance(transport, asyncio.WriteTransport):
+                        transport.abort()
+            await asyncio.sleep(0)  # let the aborted transports release their sockets
