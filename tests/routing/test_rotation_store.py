@@ -337,3 +337,27 @@ def test_random_histories_through_the_store_match_the_rules(
                 assert {m.email: m for m in stored.members} == {m.email: m for m in model.members}
                 assert all(m.count >= 0 for m in stored.members)
                 assert repo.suggest(r.id, at).chosen == rules.pick(model).chosen
+
+
+@pytest.mark.postgres
+def test_the_same_meeting_booked_twice_at_once_counts_once(postgres_url: str) -> None:
+    upgrade(postgres_url)
+    with Store(postgres_url) as store:
+        r = create(store, A, B)
+        start = threading.Barrier(4)
+        outcomes: list[str] = []
+
+        def rep() -> None:
+            start.wait()
+            try:
+                outcomes.append(book(store, r.id, "same", AT))
+            except ConflictError:
+                outcomes.append("conflict")
+
+        workers = [threading.Thread(target=rep) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert sorted(outcomes) == [A, "conflict", "conflict", "conflict"]
+        assert counts(store, r.id) == {A: 1, B: 0}

@@ -152,6 +152,13 @@ def _new_id() -> str:
     return f"rot_{secrets.token_hex(8)}"
 
 
+def _already_booked(meeting_id: str) -> ConflictError:
+    return ConflictError(
+        f"Meeting {meeting_id} was already booked through a rotation",
+        hint="Cancel or delete the meeting to give the booking back.",
+    )
+
+
 class RotationRepository(Repository):
     """Rotations, their members, teams and bookings; every change is one atomic step."""
 
@@ -300,10 +307,7 @@ class RotationRepository(Repository):
         """Pick (or take the rep's ``member`` override), count it, store the explanation."""
         at = utc(at, "at")
         if self._booking_row(meeting_id) is not None:
-            raise ConflictError(
-                f"Meeting {meeting_id} was already booked through a rotation",
-                hint="Cancel or delete the meeting to give the booking back.",
-            )
+            raise _already_booked(meeting_id)
         override = normalize_email(member, "member") if member else None
 
         def choose(loaded: _Loaded) -> tuple[_Loaded, tuple[Explanation, str]]:
@@ -325,8 +329,11 @@ class RotationRepository(Repository):
             explanation=explanation_to_json(explanation), booked_at=at,
             state=BookingState.BOOKED.value, ended_at=None,
         )  # fmt: skip
-        self.session.add(row)
-        self.session.flush()
+        try:
+            with self.session.begin_nested():
+                self.session.add(row)
+        except exc.IntegrityError as error:  # booked concurrently: the caller rolls back
+            raise _already_booked(meeting_id) from error
         return _booking(row)
 
     def end_booking(self, meeting_id: str, state: BookingState | str) -> Booking | None:
