@@ -82,6 +82,9 @@ def test_rotation_commands(cli: Run) -> None:
     assert "Suggested: bob@acme.example" in override
     toggled = json.loads(ok(cli("rotation", "toggle", "Inbound", "bob@acme.example", "--json")))
     assert [m["available"] for m in toggled["members"]] == [True, False]
+    configured = json.loads(ok(cli("rotation", "configure", "Inbound", "ann@acme.example",
+                                   "--weight", "2", "--daily-cap", "3", "--json")))  # fmt: skip
+    assert (configured["members"][0]["weight"], configured["members"][0]["daily_cap"]) == (2, 3)
     ok(cli("rotation", "add-member", "Inbound", "cat@acme.example"))
     shown = json.loads(ok(cli("rotation", "show", "--json")))
     assert [(m["email"], m["count"]) for m in shown[0]["members"]] == [
@@ -113,6 +116,9 @@ def test_senders_commands(cli: Run, sqlite_url: str) -> None:
         assert added["status"] == "pending"
         ok(cli("senders", "confirm", email, _code(sqlite_url)))
     ok(cli("senders", "use", "invitations", "default", "old@acme.example"))
+    edited = json.loads(ok(cli("senders", "edit", "old@acme.example", "--name", "Old Sales",
+                               "--profile", "admin", "--profile", "rep", "--json")))  # fmt: skip
+    assert (edited["display_name"], edited["profiles"]) == ("Old Sales", ["admin", "rep"])
     listed = json.loads(ok(cli("senders", "list", "--json")))
     assert [(a["email"], a["status"], a["uses"]) for a in listed] == [
         ("old@acme.example", "confirmed", [{"kind": "invitations", "ref": "default"}]),
@@ -162,6 +168,9 @@ def test_contacts_commands(cli: Run, sqlite_url: str, make_meeting: Any) -> None
            "--partner", "olivia@acme.example"))  # fmt: skip
     ok(cli("contacts", "save-filter", "My clients", "--user", "olivia@acme.example",
            "--type", "client", "--partner", "me"))  # fmt: skip
+    (saved,) = json.loads(ok(cli("contacts", "filters", "--user", "olivia@acme.example",
+                                 "--json")))  # fmt: skip
+    assert saved == {"name": "My clients", "scope": "firm", "type": "client", "partner": "me"}
     by_filter = json.loads(ok(cli("contacts", "companies", "--user", "olivia@acme.example",
                                   "--filter", "My clients", "--json")))  # fmt: skip
     assert [(c["domain"], c["type"], c["partner"]) for c in by_filter] == [

@@ -135,3 +135,18 @@ def save_filter(
     with _contacts(ctx) as contacts:
         saved = contacts.save_filter(org, user, wanted)
     console.print(Text(f"Saved filter {saved.name!r}."))
+
+
+@app.command("filters")
+def filters(
+    ctx: typer.Context, user: User, org: Org = DEFAULT_ORG_ID, as_json: Json = False
+) -> None:
+    """Your saved filter tabs."""
+    with _contacts(ctx) as contacts:
+        found = contacts.filters(org, user)
+    rows = [
+        {"name": f.name, "scope": f.scope.value, "type": f.type.value if f.type else None,
+         "partner": f.partner}
+        for f in found
+    ]  # fmt: skip
+    _print_rows(rows, ("name", "scope", "type", "partner"), as_json)

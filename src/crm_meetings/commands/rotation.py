@@ -171,6 +171,28 @@ def toggle(
     _print_rotation(changed, as_json)
 
 
+@app.command("configure")
+def configure(
+    ctx: typer.Context,
+    rotation: Ref,
+    email: Annotated[str, typer.Argument(help="The member.")],
+    weight: Annotated[
+        float | None, typer.Option(min=0.01, help="Share of bookings, relative to 1.")
+    ] = None,
+    daily_cap: Annotated[int | None, typer.Option(min=1, help="At most this many a day.")] = None,
+    no_cap: Annotated[bool, typer.Option("--no-cap", help="Remove the daily cap.")] = False,
+    org: Org = DEFAULT_ORG_ID,
+    as_json: Json = False,
+) -> None:
+    """Set a member's weight or daily cap."""
+    with _repository(ctx, RotationRepository) as rotations:
+        rotation_id = rotations.get(rotation, org_id=org).id
+        changed = rotations.configure_member(
+            rotation_id, email, weight=weight, daily_cap=daily_cap, clear_cap=no_cap
+        )
+    _print_rotation(changed, as_json)
+
+
 @app.command("pick")
 def pick(
     ctx: typer.Context, rotation: Ref, org: Org = DEFAULT_ORG_ID, as_json: Json = False

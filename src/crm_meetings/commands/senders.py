@@ -115,6 +115,25 @@ def resend(
     _print(renewed, as_json, f"A new code is on its way to {renewed.email}.")
 
 
+@app.command("edit")
+def edit(
+    ctx: typer.Context,
+    address: Address,
+    name: Annotated[str | None, typer.Option(help="A new display name.")] = None,
+    profile: Annotated[
+        list[str] | None, typer.Option(help="The profiles allowed to send (replaces them).")
+    ] = None,
+    reply_to: Annotated[str | None, typer.Option(help="A new reply-to address.")] = None,
+    org: Org = DEFAULT_ORG_ID,
+    as_json: Json = False,
+) -> None:
+    """Change the display name, profiles or reply-to (the address itself cannot change)."""
+    changes: dict[str, Any] = {"display_name": name, "profiles": profile, "reply_to": reply_to}
+    with _senders(ctx) as senders:
+        edited = senders.edit(org, address, **{k: v for k, v in changes.items() if v})
+    _print(edited, as_json, f"Updated {edited.email}.")
+
+
 @app.command("use")
 def use(
     ctx: typer.Context,
