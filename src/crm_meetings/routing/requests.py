@@ -142,18 +142,22 @@ class TrustRepository(Repository):
             self.save(org_id, circle)
         return self.circle(circle.owner)
 
-    def circle(self, owner: str) -> TrustCircle:
+    def _circle_row(self, owner: str) -> TrustCircleRow:
         email = normalize_email(owner, "owner")
         row = self.session.get(TrustCircleRow, email, populate_existing=True)
         if row is None:
             raise NotFoundError(
                 f"{email} has no trust circle", hint="The owner must sign up first."
             )
+        return row
+
+    def circle(self, owner: str) -> TrustCircle:
+        row = self._circle_row(owner)
         entries = self.session.scalars(
-            sa.select(TrustEntryRow).where(TrustEntryRow.owner == email)
+            sa.select(TrustEntryRow).where(TrustEntryRow.owner == row.owner)
         ).all()
         return TrustCircle(
-            owner=email,
+            owner=row.owner,
             mode=TrustMode(row.mode),
             addresses=frozenset(e.value for e in entries if e.kind == "address"),
             domains=frozenset(e.value for e in entries if e.kind == "domain"),
@@ -186,16 +190,15 @@ class TrustRepository(Repository):
         mode: TrustMode | None = None,
     ) -> TrustCircle:
         """Add addresses and domains (``*.x.com`` for subdomains); optionally set the mode."""
+        org_id = self._circle_row(owner).org_id
         circle = self.circle(owner)
-        row = self.session.get(TrustCircleRow, circle.owner)
-        assert row is not None  # circle() found it
         updated = TrustCircle(
             owner=circle.owner,
             mode=mode or circle.mode,
             addresses=circle.addresses | {normalize_email(a) for a in addresses},
             domains=circle.domains | {normalize_domain(d) for d in domains},
         )
-        return self.save(row.org_id, updated)
+        return self.save(org_id, updated)
 
     def owners_among(self, emails: Iterable[str]) -> list[str]:
         wanted = sorted({normalize_email(e) for e in emails})
@@ -220,9 +223,8 @@ class TrustRepository(Repository):
     ) -> BookingRequest:
         """Decide on one request and record it; ``cc`` (e-mail requests) holds every
         visible recipient, To and Cc. Queues the approval or refusal mail."""
+        org_id = self._circle_row(owner).org_id
         circle = self.circle(owner)
-        row_owner = self.session.get(TrustCircleRow, circle.owner)
-        assert row_owner is not None
         if message_id is not None:
             seen = self.session.scalars(
                 sa.select(BookingRequestRow).where(
@@ -240,7 +242,7 @@ class TrustRepository(Repository):
         }[decision]
         now = self.clock()
         row = BookingRequestRow(
-            id=f"req_{secrets.token_hex(8)}", org_id=row_owner.org_id, owner=circle.owner,
+            id=f"req_{secrets.token_hex(8)}", org_id=org_id, owner=circle.owner,
             requester=normalize_email(requester, "requester"),
             requester_name=" ".join(requester_name.split())[:255],
             channel="email" if cc is not None else "web", subject=subject[:1024], body=body,
