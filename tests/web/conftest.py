@@ -2,37 +2,47 @@
 
 ``crm`` signs what the three CRMs would send (Canvas signed requests, HubSpot v3
 headers, Zoho widget tokens) with the test secrets; ``client`` speaks HTTPS to the app
-in-process so the Secure session cookie is kept.
+in-process so the Secure session cookie is kept. ``stack`` is the real services behind
+the actions: a Salesforce + Zoom sandbox, the Salesforce connector as the contract harness
+builds it, a Zoom provider as the conferencing suite builds it, and an aiosmtpd sink.
 """
 
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import hashlib
 import hmac
 import importlib.util
 import json
 import secrets
+import socket
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import icalendar
 import pytest
+from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
-from crm_meetings.actions import ActionContext
+from crm_meetings.calendar.outbox import DeliveryReport, SmtpConfig, deliver_pending
 from crm_meetings.config import Settings, WebSettings
-from crm_meetings.model import RecordRef
+from crm_meetings.model import CrmKind, RecordRef
+from crm_meetings.sandbox.seed import SeedSpec
+from crm_meetings.sandbox.server import Sandbox
 from crm_meetings.store import Store
 from crm_meetings.web.app import create_app
 from crm_meetings.web.auth import hubspot_v3_signature, sign_widget_token
-from crm_meetings.web.security import CSRF_HEADER, Principal
+from crm_meetings.web.security import CSRF_HEADER
 from crm_meetings.web.services import WebServices
+from crm_meetings.web.wiring import Clients, live_services
 
 # Starlette 1.x warns that its test client prefers httpx2; httpx is what this project
 # locks (no new dependencies), and the warning fires only on import.
@@ -142,44 +152,120 @@ def crm(clock: Clock) -> Crm:
     return Crm(clock)
 
 
-def _load_standins() -> ModuleType:
-    """The actions suite's in-memory CRM and provider (tests/actions/standins.py)."""
-    path = Path(__file__).parent.parent / "actions" / "standins.py"
-    spec = importlib.util.spec_from_file_location("web_action_standins", path)
+def _load(path: Path) -> ModuleType:
+    """A test helper module of another suite (harnesses are files, not packages)."""
+    spec = importlib.util.spec_from_file_location(f"web_{path.parent.name}_{path.stem}", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-STANDINS = _load_standins()
-ActionFactory = Callable[[Principal], ActionContext]
+TESTS = Path(__file__).parent.parent
+SALESFORCE = _load(TESTS / "contract" / "harness_salesforce.py")
+PROVIDERS = _load(TESTS / "conferencing" / "conftest.py")
+STACK_SEED = SeedSpec(seed=8, meetings=6, organizers=1, records=2, provider="zoom")
 
 
-def memory_actions(store: Store, clock: Clock, admins: frozenset[str]) -> ActionFactory:
-    """Actions against one in-memory CRM and provider, as the verified caller."""
-    connector = STANDINS.MemoryCrm(clock)
-    provider = STANDINS.MemoryProvider()
+class MailSink:
+    """An aiosmtpd server on 127.0.0.1 keeping (recipient, raw message) pairs."""
 
-    def context(caller: Principal) -> ActionContext:
-        return ActionContext(
-            store=store,
-            connector=connector,
-            actor=caller.actor(),
-            provider=provider,
-            clock=clock,
-            org_id=caller.org_id,
-            admins=admins,
+    def __init__(self) -> None:
+        self.received: list[tuple[str, bytes]] = []
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = bytes(envelope.original_content or envelope.content)
+        self.received.extend((str(rcpt), raw) for rcpt in envelope.rcpt_tos)
+        return "250 2.0.0 Accepted"
+
+    @property
+    def config(self) -> SmtpConfig:
+        return SmtpConfig(host="127.0.0.1", port=self.port, security="none", timeout=5)
+
+    def itip(self) -> list[tuple[str, int, str]]:
+        """(METHOD, SEQUENCE, recipient) of each message received, in order."""
+        found: list[tuple[str, int, str]] = []
+        for recipient, raw in self.received:
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            part = next(p for p in message.walk() if p.get_content_type() == "text/calendar")
+            calendar = icalendar.Calendar.from_ical(part.get_payload(decode=True))
+            event = calendar.walk("VEVENT")[0]
+            found.append((str(calendar["METHOD"]), int(event["SEQUENCE"]), recipient))
+        return found
+
+    def __enter__(self) -> MailSink:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()
+
+
+@dataclass
+class Stack:
+    """The real services behind the web app: sandboxed Salesforce and Zoom, an SMTP sink.
+
+    ``organizer`` is the seeded rep (a Zoom user) who opens the panel on ``account``.
+    """
+
+    sandbox: Sandbox
+    clients: Clients
+    mail: MailSink
+    account: RecordRef
+    organizer: str
+
+    def services(self, store: Store, clock: Clock, **extra: Any) -> WebServices:
+        """The web services on this stack, as ``crm-meetings web serve`` wires them."""
+        admins = frozenset({ADMIN})
+        return live_services(
+            web_settings(), store, self.clients, clock=clock, admins=admins, **extra
         )
 
-    return context
+    def events(self) -> list[dict[str, Any]]:
+        """The Salesforce emulator's Event rows."""
+        return list(self.sandbox.emulator("salesforce").state()["events"])
+
+    def event(self, record_id: str) -> dict[str, Any]:
+        """One Event row by its Salesforce id."""
+        return next(e for e in self.events() if e["Id"] == record_id)
+
+    def deliver(self, store: Store, now: datetime) -> DeliveryReport:
+        """Send the outbox to the sink, as the worker's sender loop does."""
+        report = deliver_pending(store, self.mail.config, now)
+        assert not report.failed
+        assert not report.deferred
+        return report
 
 
 @pytest.fixture
-def actions_factory() -> Callable[[Store, Clock, frozenset[str]], ActionFactory]:
-    return memory_actions
+def stack() -> Iterator[Stack]:
+    """A started Salesforce + Zoom sandbox, its clients and a mail sink; all closed after."""
+    sandbox = Sandbox(["salesforce", "zoom"], seed=STACK_SEED).start()
+    clients = Clients(
+        lambda crm: SALESFORCE.make_connector(sandbox),
+        lambda name: PROVIDERS.build_zoom(sandbox, []),
+        crms=[CrmKind.SALESFORCE],
+        providers=["zoom"],
+    )
+    try:
+        assert sandbox.data is not None
+        with MailSink() as mail:
+            yield Stack(
+                sandbox,
+                clients,
+                mail,
+                SALESFORCE.related_record(sandbox),
+                sandbox.data.users[0].email,
+            )
+    finally:
+        clients.close()  # before the sandbox stops: no idle TLS connection left
+        sandbox.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""The action endpoints over the actions' in-memory CRM stand-in: keys, versions, org, roles."""
+"""The action endpoints on the real stack: sandboxed Salesforce and Zoom, mail over SMTP.
+
+Keys, versions, org and roles; each answer is checked against the emulators' state and
+the mail the SMTP sink received.
+"""
 
 from __future__ import annotations
 
@@ -7,67 +11,89 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from crm_meetings.model import MeetingStatus
+from crm_meetings.store import Store
 from crm_meetings.web.services import WebServices
 
 if TYPE_CHECKING:
-    from conftest import Clock, Web
+    from conftest import Clock, Stack, Web
+
+INVITEE = "zed@client.example"
 
 
 @pytest.fixture
-def services(store: Any, clock: Clock, actions_factory: Any) -> WebServices:
-    admins = frozenset({"admin@acme.example"})
-    return WebServices(admins=admins, action_context=actions_factory(store, clock, admins))
+def services(store: Store, clock: Clock, stack: Stack) -> WebServices:
+    return stack.services(store, clock)
 
 
-NEW = {
-    "subject": "Pricing call",
-    "start": {"local": "2026-03-10T10:00", "timezone": "Europe/Paris"},
-    "end": {"local": "2026-03-10T11:00", "timezone": "Europe/Paris"},
-    "invitees": [{"email": "zed@client.example", "name": "Zed"}],
-    "related": [{"object_type": "Account", "record_id": "001A"}],
-    "description": "Agenda",
-}
+def new_meeting(stack: Stack, **changes: Any) -> dict[str, Any]:
+    """A schedule request body related to the seeded Account."""
+    body = {
+        "subject": "Pricing call",
+        "start": {"local": "2026-03-10T10:00", "timezone": "Europe/Paris"},
+        "end": {"local": "2026-03-10T11:00", "timezone": "Europe/Paris"},
+        "invitees": [{"email": INVITEE, "name": "Zed"}],
+        "related": [{"object_type": "Account", "record_id": stack.account.record_id}],
+        "description": "Agenda",
+    }
+    return {**body, **changes}
 
 
-def _post(web: Web, token: str, key: str, body: dict[str, Any] = NEW) -> Any:
+def login(web: Web, stack: Stack, **canvas: Any) -> str:
+    """Open the panel on the seeded Account as the seeded rep (unless told otherwise)."""
+    return web.login(**{"email": stack.organizer, "record": stack.account, **canvas})
+
+
+def _post(web: Web, token: str, key: str, body: dict[str, Any]) -> Any:
     return web.client.post(
         "/api/v1/meetings", json=body, headers={**web.csrf(token), "Idempotency-Key": key}
     )
 
 
-def test_schedule_is_idempotent_by_key(web: Web) -> None:
-    token = web.login()
-    first = _post(web, token, "k-1")
+def test_schedule_is_idempotent_by_key(web: Web, stack: Stack, clock: Clock) -> None:
+    token = login(web, stack)
+    first = _post(web, token, "k-1", new_meeting(stack))
     assert first.status_code == 201, first.text
     meeting = first.json()["meeting"]
     assert meeting["start"] == "2026-03-10T09:00:00Z"
     assert meeting["timezone"] == "Europe/Paris"
-    assert [m["recipient"] for m in first.json()["messages"]] == ["zed@client.example"]
-    again = _post(web, token, "k-1")
+    assert [m["recipient"] for m in first.json()["messages"]] == [INVITEE]
+    event = stack.event(meeting["crm_record_id"])
+    assert event["Subject"] == "Pricing call"
+    assert event["WhatId"] == stack.account.record_id
+    zoom = stack.sandbox.state("zoom")["meetings"]
+    assert [m["topic"] for m in zoom.values() if m["topic"] == "Pricing call"] == ["Pricing call"]
+
+    again = _post(web, token, "k-1", new_meeting(stack))
     assert again.json()["replayed"] is True
     assert again.json()["meeting"]["id"] == meeting["id"]
-    other = _post(web, token, "k-1", {**NEW, "subject": "Another"})
+    other = _post(web, token, "k-1", new_meeting(stack, subject="Another"))
     assert other.status_code == 409
     assert other.json()["code"] == "conflict"
-    listed = web.client.get("/api/v1/records/Account/001A/meetings").json()
-    assert [m["id"] for m in listed] == [meeting["id"]]
+    listed = web.client.get(f"/api/v1/records/Account/{stack.account.record_id}/meetings")
+    assert [m["id"] for m in listed.json()] == [meeting["id"]]
+    assert [e["Subject"] for e in stack.events()].count("Pricing call") == 1
+    stack.deliver(web.store, clock())
+    assert stack.mail.itip() == [("REQUEST", 0, INVITEE)]
 
 
-def test_schedule_needs_a_key_and_valid_times(web: Web) -> None:
-    token = web.login()
-    missing = web.client.post("/api/v1/meetings", json=NEW, headers=web.csrf(token))
+def test_schedule_needs_a_key_and_valid_times(web: Web, stack: Stack) -> None:
+    token = login(web, stack)
+    events = len(stack.events())
+    missing = web.client.post("/api/v1/meetings", json=new_meeting(stack), headers=web.csrf(token))
     assert missing.status_code == 422
     assert missing.json()["field"] == "header.Idempotency-Key"
-    naive = _post(web, token, "k-2", {**NEW, "start": "2026-03-10T10:00:00"})
+    naive = _post(web, token, "k-2", new_meeting(stack, start="2026-03-10T10:00:00"))
     assert naive.status_code == 422
-    backwards = _post(web, token, "k-3", {**NEW, "end": NEW["start"]})
+    body = new_meeting(stack)
+    backwards = _post(web, token, "k-3", {**body, "end": body["start"]})
     assert backwards.status_code == 422
     assert backwards.json()["code"] == "validation_error"
+    assert len(stack.events()) == events, "nothing reached the CRM"
 
 
-def test_edit_cancel_delete(web: Web) -> None:
-    token = web.login()
-    meeting = _post(web, token, "s-1").json()["meeting"]
+def test_edit_cancel_delete(web: Web, stack: Stack, clock: Clock) -> None:
+    token = login(web, stack)
+    meeting = _post(web, token, "s-1", new_meeting(stack)).json()["meeting"]
     url = f"/api/v1/meetings/{meeting['id']}"
     edited = web.client.patch(
         url,
@@ -81,6 +107,7 @@ def test_edit_cancel_delete(web: Web) -> None:
     )
     assert edited.status_code == 200, edited.text
     assert edited.json()["meeting"]["sequence"] == meeting["sequence"] + 1
+    assert stack.event(meeting["crm_record_id"])["Subject"] == "Pricing call (moved)"
     stale = web.client.patch(
         url,
         json={"expected_version": meeting["version"], "subject": "Lost update"},
@@ -92,50 +119,65 @@ def test_edit_cancel_delete(web: Web) -> None:
     )
     assert cancelled.json()["meeting"]["status"] == MeetingStatus.CANCELLED.value
     assert [m["method"] for m in cancelled.json()["messages"]] == ["CANCEL"]
+    assert stack.event(meeting["crm_record_id"])["Meeting_Status__c"] == "cancelled"
     deleted = web.client.delete(url, headers={**web.csrf(token), "Idempotency-Key": "d-1"})
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["meeting"]["status"] == MeetingStatus.DELETED.value
+    assert (
+        meeting["crm_record_id"] in stack.sandbox.emulator("salesforce").state()["deleted_events"]
+    )
+    stack.deliver(web.store, clock())
+    assert stack.mail.itip() == [
+        ("REQUEST", 0, INVITEE),
+        ("REQUEST", 1, INVITEE),
+        ("CANCEL", 2, INVITEE),
+    ]
 
 
-def test_actions_are_scoped_to_org_and_organizer(web: Web) -> None:
-    token = web.login()
-    meeting = _post(web, token, "s-2").json()["meeting"]
+def test_actions_are_scoped_to_org_and_organizer(web: Web, stack: Stack) -> None:
+    token = login(web, stack)
+    meeting = _post(web, token, "s-2", new_meeting(stack)).json()["meeting"]
     web.client.cookies.clear()
-    other_org = web.login(org=web.OTHER_ORG)
+    other_org = login(web, stack, org=web.OTHER_ORG)
     cancel = web.client.post(
         f"/api/v1/meetings/{meeting['id']}/cancel",
         headers={**web.csrf(other_org), "Idempotency-Key": "c-2"},
     )
     assert cancel.status_code == 404
     web.client.cookies.clear()
-    colleague = web.login(email="bob@acme.example")
+    colleague = login(web, stack, email="bob@acme.example")
     refused = web.client.post(
         f"/api/v1/meetings/{meeting['id']}/cancel",
         headers={**web.csrf(colleague), "Idempotency-Key": "c-3"},
     )
     assert refused.status_code == 403
     assert refused.json()["code"] == "permission_denied"
+    assert stack.event(meeting["crm_record_id"])["Meeting_Status__c"] == "scheduled"
 
 
-def test_actions_without_csrf_are_403(web: Web) -> None:
-    web.login()
-    response = web.client.post("/api/v1/meetings", json=NEW, headers={"Idempotency-Key": "x"})
+def test_actions_without_csrf_are_403(web: Web, stack: Stack) -> None:
+    login(web, stack)
+    response = web.client.post(
+        "/api/v1/meetings", json=new_meeting(stack), headers={"Idempotency-Key": "x"}
+    )
     assert response.status_code == 403
 
 
 def test_actions_without_a_crm_connection_are_503(
-    store: Any, clock: Clock, settings: Any, crm: Any
+    store: Store, clock: Clock, settings: Any, crm: Any, stack: Stack
 ) -> None:
+    """No CRM at all, or none for the caller's CRM (a Zoho widget on a Salesforce server)."""
     from starlette.testclient import TestClient
 
     from crm_meetings.web.app import create_app
 
-    app = create_app(settings, store=store, clock=clock, services=WebServices())
-    with TestClient(app, base_url="https://testserver") as client:
-        response = client.post(
-            "/api/v1/meetings",
-            json=NEW,
-            headers={"X-Zoho-Widget-Token": crm.zoho(), "Idempotency-Key": "k"},
-        )
-    assert response.status_code == 503
-    assert response.json()["code"] == "actions_unavailable"
+    for services in (WebServices(), stack.services(store, clock)):
+        app = create_app(settings, store=store, clock=clock, services=services)
+        with TestClient(app, base_url="https://testserver") as client:
+            response = client.post(
+                "/api/v1/meetings",
+                json=new_meeting(stack),
+                headers={"X-Zoho-Widget-Token": crm.zoho(), "Idempotency-Key": "k"},
+            )
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "actions_unavailable"

@@ -12,8 +12,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -23,15 +23,14 @@ import pytest
 import uvicorn
 from apscheduler.schedulers.base import BaseScheduler
 
-from crm_meetings.calendar.outbox import Outbox
-from crm_meetings.model import Participant, Session
+from crm_meetings.model import CrmKind, Meeting, Participant, Session
 from crm_meetings.store import Store, upgrade
 from crm_meetings.sync.schedule import build_scheduler, stop_scheduler
 from crm_meetings.web.app import create_app
 from crm_meetings.web.services import WebServices
 
 if TYPE_CHECKING:
-    from conftest import Clock, Crm, MeetingFactory
+    from conftest import Clock, Crm, MeetingFactory, Stack
 
 pytestmark = pytest.mark.browser
 
@@ -115,21 +114,38 @@ def scheduler(sqlite_url: str) -> Iterator[BaseScheduler]:
         stop_scheduler(built)
 
 
-@pytest.fixture
-def live(
-    sqlite_url: str, clock: Clock, settings: Any, scheduler: BaseScheduler, actions_factory: Any
+def serve(
+    sqlite_url: str, clock: Clock, settings: Any, services: Callable[[Store], WebServices]
 ) -> Iterator[tuple[LiveServer, Store]]:
-    """The app over uvicorn; actions run against the in-memory CRM and provider."""
+    """The app over uvicorn on a store of its own, with ``services(store)``."""
     with Store(sqlite_url, clock=clock) as store:
-        services = WebServices(
-            scheduler=scheduler,
-            admins=frozenset({ADMIN}),
-            nightly_func="time:time",
-            action_context=actions_factory(store, clock, frozenset({ADMIN})),
-        )
-        app = create_app(settings, store=store, clock=clock, services=services)
+        app = create_app(settings, store=store, clock=clock, services=services(store))
         with LiveServer(app) as server:
             yield server, store
+
+
+@pytest.fixture
+def live(
+    sqlite_url: str, clock: Clock, settings: Any, scheduler: BaseScheduler
+) -> Iterator[tuple[LiveServer, Store]]:
+    """The pages over stored meetings; the admin's saves reschedule ``scheduler``."""
+    yield from serve(
+        sqlite_url,
+        clock,
+        settings,
+        lambda store: WebServices(
+            scheduler=scheduler, admins=frozenset({ADMIN}), nightly_func="time:time"
+        ),
+    )
+
+
+@pytest.fixture
+def live_stack(
+    sqlite_url: str, clock: Clock, settings: Any, stack: Stack
+) -> Iterator[tuple[LiveServer, Store]]:
+    """The app on the real stack: actions reach the Salesforce and Zoom emulators."""
+    upgrade(sqlite_url)
+    yield from serve(sqlite_url, clock, settings, lambda store: stack.services(store, clock))
 
 
 def open_by_canvas(page: Any, base_url: str, signed_request: str, target: str = "panel") -> None:
@@ -288,31 +304,47 @@ def test_admin_changes_the_sync_hour_and_sees_the_next_run_change(
         context.close()
 
 
-def test_schedule_edit_copy_and_cancel_in_the_panel(
-    chromium: Any, live: tuple[LiveServer, Store], crm: Crm, artifacts: Path
+def test_schedule_edit_copy_download_and_cancel_on_the_sandboxed_salesforce_account(
+    chromium: Any,
+    live_stack: tuple[LiveServer, Store],
+    stack: Stack,
+    crm: Crm,
+    clock: Clock,
+    artifacts: Path,
 ) -> None:
-    """The rep's whole flow over the actions (in-memory CRM stand-in; see the report for
-    the sandboxed Salesforce version)."""
-    server, store = live
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    """The rep's whole flow, from a Canvas POST on a seeded Account to the mail sent."""
+    server, store = live_stack
+    invitee = "zed@client.example"
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     page = context.new_page()
     try:
-        open_by_canvas(page, server.url, crm.canvas())
+        open_by_canvas(page, server.url, crm.canvas(email=stack.organizer, record=stack.account))
         form = page.locator('[data-form="schedule"]')
         form.get_by_label("Subject").fill("Pricing call")
         form.get_by_label("Start").fill("2026-03-10T10:00")
         form.get_by_label("End").fill("2026-03-10T11:00")
         form.get_by_label("Timezone").fill("Europe/Paris")
-        form.get_by_label("Other invitees (e-mail addresses, comma-separated)").fill(
-            "zed@client.example"
-        )
+        form.get_by_label("Record type").select_option(label="Internal Meeting")
+        form.get_by_label("Other invitees (e-mail addresses, comma-separated)").fill(invitee)
         page.screenshot(path=artifacts / "01-schedule-form.png", full_page=True)
         with page.expect_navigation():
             form.get_by_role("button", name="Schedule").click()
         card = page.locator("article.upcoming").filter(has_text="Pricing call")
         assert "Tue 10 Mar 2026, 10:00–11:00 (Europe/Paris)" in card.inner_text()
+        meeting_id = card.get_attribute("data-meeting")
+        assert meeting_id
         page.screenshot(path=artifacts / "02-scheduled.png", full_page=True)
+        scheduled = _stored(store, meeting_id)
+        assert scheduled.crm_record_id
+        assert scheduled.provider_meeting_id
+        event = stack.event(scheduled.crm_record_id)
+        assert (event["Subject"], event["WhatId"]) == ("Pricing call", stack.account.record_id)
+        assert event["StartDateTime"].startswith("2026-03-10T09:00:00")
+        record_types = {
+            t.name: t.id for t in stack.clients.connector(CrmKind.SALESFORCE).record_types()
+        }
+        assert event["RecordTypeId"] == record_types["Internal Meeting"]
 
         card.get_by_role("button", name="Edit").click()
         card.get_by_label("Subject").fill("Pricing call (moved)")
@@ -323,10 +355,28 @@ def test_schedule_edit_copy_and_cancel_in_the_panel(
         card = page.locator("article.upcoming").filter(has_text="Pricing call (moved)")
         assert "14:00–15:00" in card.inner_text()
         page.screenshot(path=artifacts / "03-edited.png", full_page=True)
+        event = stack.event(scheduled.crm_record_id)
+        assert event["Subject"] == "Pricing call (moved)"
+        assert event["StartDateTime"].startswith("2026-03-10T13:00:00")
+        assert event["Meeting_Sequence__c"] == 1
+        zoom = stack.sandbox.state("zoom")["meetings"][scheduled.provider_meeting_id]
+        assert zoom["topic"] == "Pricing call (moved)"
 
         card.get_by_role("button", name="Copy invitation").click()
         page.get_by_role("status").filter(has_text="copied").wait_for()
-        assert page.evaluate("navigator.clipboard.readText()").startswith("Pricing call (moved)")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied.startswith("Pricing call (moved)")
+        assert zoom["join_url"] in copied, "the invitation carries the Zoom join URL"
+
+        with page.expect_download() as download_info:
+            card.get_by_role("link", name="Add to Outlook").click()
+        saved = artifacts / download_info.value.suggested_filename
+        download_info.value.save_as(saved)
+        vevent = icalendar.Calendar.from_ical(saved.read_bytes()).walk("VEVENT")[0]
+        assert str(vevent["UID"]) == scheduled.uid
+        assert int(vevent["SEQUENCE"]) == 1
+        assert str(vevent["SUMMARY"]) == "Pricing call (moved)"
+        assert vevent.decoded("DTSTART").astimezone(UTC) == datetime(2026, 3, 10, 13, tzinfo=UTC)
 
         dialogs: list[str] = []
 
@@ -344,10 +394,18 @@ def test_schedule_edit_copy_and_cancel_in_the_panel(
     finally:
         context.close()
 
-    with store.transaction() as uow:
-        sent = Outbox.list(uow)
-    assert [(m.method, m.sequence, m.recipient) for m in reversed(sent)] == [
-        ("REQUEST", 0, "zed@client.example"),
-        ("REQUEST", 1, "zed@client.example"),
-        ("CANCEL", 2, "zed@client.example"),
+    event = stack.event(scheduled.crm_record_id)
+    assert (event["Meeting_Status__c"], event["Meeting_Sequence__c"]) == ("cancelled", 2)
+    assert event["Meeting_UID__c"] == scheduled.uid
+    assert stack.sandbox.state("zoom")["meetings"][scheduled.provider_meeting_id]["deleted"]
+    stack.deliver(store, clock())
+    assert stack.mail.itip() == [
+        ("REQUEST", 0, invitee),
+        ("REQUEST", 1, invitee),
+        ("CANCEL", 2, invitee),
     ]
+
+
+def _stored(store: Store, meeting_id: str) -> Meeting:
+    with store.transaction() as uow:
+        return uow.meetings.get(meeting_id)

@@ -2,13 +2,15 @@
 
 Every operation gets a bounded number of generated requests (``derandomize``: the
 same ones each run). Requests carry an admin API key, so generated data reaches the
-handlers instead of stopping at authentication.
+handlers instead of stopping at authentication; the actions reach the sandboxed
+Salesforce and Zoom.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import schemathesis
@@ -18,7 +20,9 @@ from crm_meetings.model import CrmKind
 from crm_meetings.store import Store, upgrade
 from crm_meetings.web.app import create_app
 from crm_meetings.web.data import create_api_key
-from crm_meetings.web.services import WebServices
+
+if TYPE_CHECKING:
+    from conftest import Stack
 
 ORG = "00Dxx0000001gEREAY"
 EXAMPLES = 12  # per operation: bounded, so the suite stays fast
@@ -26,8 +30,9 @@ EXAMPLES = 12  # per operation: bounded, so the suite stays fast
 
 @pytest.fixture
 def keyed_app(
-    sqlite_url: str, make_meeting: Any, settings: Any, actions_factory: Any
+    sqlite_url: str, make_meeting: Any, settings: Any, stack: Stack
 ) -> Iterator[tuple[Any, str]]:
+    """The app on the real stack, with an API key acting as the seeded rep."""
     upgrade(sqlite_url)
     with Store(sqlite_url) as store:
         with store.transaction() as uow:
@@ -37,13 +42,10 @@ def keyed_app(
                 ORG,
                 crm=CrmKind.SALESFORCE.value,
                 name="fuzz",
-                actor_email="admin@acme.example",
+                actor_email=stack.organizer,
                 by="test",
             )
-        services = WebServices(
-            nightly_func="time:time",
-            action_context=actions_factory(store, store.clock, frozenset()),
-        )
+        services = replace(stack.services(store, store.clock), nightly_func="time:time")
         app = create_app(settings, store=store, services=services)
         yield app, key
 

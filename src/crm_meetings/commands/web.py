@@ -22,28 +22,37 @@ def serve(
         list[str] | None, typer.Option(help="E-mail of a user who may open the admin page.")
     ] = None,
 ) -> None:
-    """Serve the web app until interrupted (Ctrl-C)."""
+    """Serve the web app until interrupted (Ctrl-C).
+
+    Actions, record types and "sync now" use the CRMs and providers the settings enable;
+    their clients are built on first use, shared by every request and closed on exit.
+    """
     import uvicorn
 
     from crm_meetings.cli import DOCTOR_CHECKS
     from crm_meetings.store import Store
     from crm_meetings.sync.schedule import build_scheduler, stop_scheduler
     from crm_meetings.web.app import create_app
-    from crm_meetings.web.services import WebServices
+    from crm_meetings.web.wiring import Clients, live_services
 
     loaded = settings(ctx)
     url = store_url(loaded)
     scheduler = build_scheduler(url, timezone=loaded.sync.timezone)
     scheduler.start(paused=True)  # the worker runs the jobs; the web app reschedules them
-    services = WebServices(
-        scheduler=scheduler,
-        admins=frozenset(a.lower() for a in admin or ()),
-        checks=tuple(DOCTOR_CHECKS),
-    )
     bind_host, bind_port = host or loaded.web.host, port or loaded.web.port
-    console.print(f"Serving on http://{bind_host}:{bind_port}/ (panel: /panel, admin: /admin)")
-    with Store(url) as store:
-        try:
+    try:
+        with Store(url) as store, Clients.from_settings(loaded) as clients:
+            services = live_services(
+                loaded,
+                store,
+                clients,
+                scheduler=scheduler,
+                admins=frozenset(a.lower() for a in admin or ()),
+                checks=tuple(DOCTOR_CHECKS),
+            )
+            console.print(
+                f"Serving on http://{bind_host}:{bind_port}/ (panel: /panel, admin: /admin)"
+            )
             uvicorn.run(
                 create_app(loaded, store=store, services=services),
                 host=bind_host,
@@ -51,5 +60,5 @@ def serve(
                 proxy_headers=True,
                 log_level=loaded.log.level.lower(),
             )
-        finally:
-            stop_scheduler(scheduler)
+    finally:
+        stop_scheduler(scheduler)

@@ -14,7 +14,7 @@ from crm_meetings.calendar.invitation import invitation_text
 from crm_meetings.calendar.outbox import OutboxStatus
 from crm_meetings.commands import run_check
 from crm_meetings.errors import NoSessionExistsError, ValidationError
-from crm_meetings.model import Meeting, RecordRef
+from crm_meetings.model import Meeting, RecordRef, Session
 from crm_meetings.sync.schedule import NIGHTLY_JOB_ID, nightly_trigger, schedule_nightly
 from crm_meetings.web import data
 from crm_meetings.web.deps import Caller, State, WebState
@@ -128,14 +128,23 @@ def add_to_calendar(meeting_id: MeetingId, caller: Caller, state: State) -> Resp
 # --- sync -----------------------------------------------------------------------------
 
 
+def _synced(state: WebState, caller: Principal, meeting: Meeting) -> list[Session]:
+    """The meeting's sessions after syncing it (none when it never ran)."""
+    sync = state.services.sync_meeting
+    if sync is None:
+        with state.store.transaction() as uow:
+            return uow.sessions.list_for_meeting(meeting.id)
+    try:
+        return list(sync(caller.caller, meeting))
+    except NoSessionExistsError:
+        return []
+
+
 @router.post("/meetings/{meeting_id}/sync", response_model=SyncOut, tags=["sync"])
 def sync_meeting(meeting_id: MeetingId, caller: Caller, state: State) -> SyncOut:
     """Sync one meeting's history now; 404 ``no_session_exists`` if it never ran."""
-    with state.store.transaction() as uow:
-        meeting = data.meeting_in_org(uow, caller.org_id, meeting_id)
-        sessions = list(uow.sessions.list_for_meeting(meeting.id))
-    if state.services.sync_meeting is not None:
-        sessions = list(state.services.sync_meeting(caller.caller, meeting))
+    meeting = _meeting(state, caller, meeting_id)
+    sessions = _synced(state, caller, meeting)
     if not sessions:
         raise NoSessionExistsError(meeting.id)
     return SyncOut(meeting_id=meeting.id, sessions=[SessionOut.of(s) for s in sessions])
@@ -145,12 +154,14 @@ def sync_meeting(meeting_id: MeetingId, caller: Caller, state: State) -> SyncOut
 def sync_my_meetings(caller: Caller, state: State) -> MySyncOut:
     """Sync the caller's own meetings; says which have no session yet."""
     organizer = caller.actor().email
+    by_organizer = state.services.sync_organizer
+    if by_organizer is not None:
+        by_organizer(caller.caller, organizer)
     with state.store.transaction() as uow:
         meetings = uow.meetings.list_by_organizer(organizer, org_id=caller.org_id)
         counts = {m.id: len(uow.sessions.list_for_meeting(m.id)) for m in meetings}
-    if state.services.sync_meeting is not None:
-        for meeting in meetings:
-            counts[meeting.id] = len(state.services.sync_meeting(caller.caller, meeting))
+    if by_organizer is None and state.services.sync_meeting is not None:
+        counts = {m.id: len(_synced(state, caller, m)) for m in meetings}
     missing = [mid for mid, n in counts.items() if n == 0]
     return MySyncOut(
         organizer=organizer,

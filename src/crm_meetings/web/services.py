@@ -18,12 +18,20 @@ from crm_meetings.web.auth import CallerContext, ReplayGuard
 if TYPE_CHECKING:
     from crm_meetings.web.security import Principal
 
-__all__ = ["ActionContextFactory", "RecordTypeSource", "SyncMeeting", "WebServices"]
+__all__ = [
+    "ActionContextFactory",
+    "RecordTypeSource",
+    "SyncMeeting",
+    "SyncOrganizer",
+    "WebServices",
+]
 
 #: the meeting record types the caller's CRM has (a connector's ``record_types``)
 RecordTypeSource = Callable[[CallerContext], Sequence[RecordType]]
 #: syncs one meeting's history now and returns its sessions (the sync engine)
 SyncMeeting = Callable[[CallerContext, Meeting], Sequence[Session]]
+#: syncs every meeting of one organizer (by e-mail) now (the sync engine)
+SyncOrganizer = Callable[[CallerContext, str], None]
 #: the actions' context for a verified caller: their org, them as actor, their CRM
 ActionContextFactory = Callable[["Principal"], ActionContext]
 
@@ -36,7 +44,9 @@ class WebServices:
     ``admins`` are the e-mail addresses that may use the admin page; ``checks`` are the
     ``doctor`` checks shown as connection health; ``action_context`` builds the actions'
     context (connector, provider, sender) for a caller — without it the action endpoints
-    answer 503 ``actions_unavailable``.
+    answer 503 ``actions_unavailable``. ``sync_meeting`` may raise
+    :class:`~crm_meetings.errors.NoSessionExistsError`; "sync my meetings" uses
+    ``sync_organizer`` when given, else ``sync_meeting`` per meeting.
     """
 
     scheduler: BaseScheduler | None = None
@@ -44,6 +54,7 @@ class WebServices:
     checks: Sequence[Check] = ()
     record_types: RecordTypeSource | None = None
     sync_meeting: SyncMeeting | None = None
+    sync_organizer: SyncOrganizer | None = None
     action_context: ActionContextFactory | None = None
     replay: ReplayGuard = field(default_factory=ReplayGuard)
     session_ttl: timedelta = timedelta(hours=1)
