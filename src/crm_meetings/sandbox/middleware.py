@@ -26,6 +26,7 @@ __all__ = ["ADMIN_PREFIX", "DROPPED", "SandboxMiddleware", "drop_connection", "r
 
 ADMIN_PREFIX = "/__sandbox__"
 DROPPED = 0  # the status recorded for a request whose connection was dropped
+_TEMPLATE_CACHE_SIZE = 4096
 
 
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str | None:
@@ -80,6 +81,17 @@ class SandboxMiddleware:
         self.env = env
         self.admin = admin
         self.routes: Sequence[BaseRoute] = getattr(app, "routes", ())
+        self._templates: dict[tuple[str, str], str] = {}  # (method, path) -> endpoint
+
+    def endpoint(self, scope: Scope) -> str:
+        """The route template ``scope`` matches, else its raw path (cached per path)."""
+        key = (scope["method"], scope["path"])
+        found = self._templates.get(key)
+        if found is None:
+            if len(self._templates) >= _TEMPLATE_CACHE_SIZE:
+                self._templates.clear()
+            found = self._templates[key] = route_template(self.routes, scope) or scope["path"]
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,7 +102,7 @@ class SandboxMiddleware:
             await self.admin(scope, receive, send)
             return
         method: str = scope["method"]
-        endpoint = route_template(self.routes, scope) or path
+        endpoint = self.endpoint(scope)
         decision = self.env.faults.decide(self.vendor, endpoint, method)
         recorded = False
 

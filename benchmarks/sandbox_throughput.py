@@ -1,0 +1,200 @@
+"""Sandbox throughput: HTTPS requests per second each emulator answers on loopback.
+
+The sandbox runs in its own process (``python -m crm_meetings.commands.sandbox serve
+--json``, seeded with 1,000 meetings) so that the load generator does not share its GIL;
+both share this machine's cores. For each vendor, ``CONCURRENCY`` asyncio workers on one
+keep-alive ``httpx.AsyncClient`` repeat one authenticated GET for ``SECONDS`` seconds; the
+table gives requests/s, latency percentiles and the statuses seen (the target is
+1,000 requests/s per vendor). On a busy machine requests/s says more about the neighbours
+than about the sandbox, so the table also gives the server process's CPU time per request
+(from ``/proc``) and the requests/s one core would allow at that cost. Startup is timed
+in-process: ``Sandbox(...).start()`` of every emulator, with and without the seed.
+
+Reproduce: ``python -m benchmarks sandbox_throughput`` (5 s per vendor; ``BENCH_QUICK=1``:
+2 s), or ``python benchmarks/sandbox_throughput.py`` for the table alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from crm_meetings.sandbox.seed import SeedSpec
+from crm_meetings.sandbox.server import Sandbox
+
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+SECONDS = 2.0 if QUICK else 5.0
+CONCURRENCY = 8
+MEETINGS = 1000
+TARGET_RPS = 1000
+
+#: one representative authenticated read per vendor
+PATHS = {
+    "salesforce": "/services/data/v62.0/limits",
+    "hubspot": "/crm/v3/objects/meetings?limit=10",
+    "zoho": "/crm/v8/Events?fields=Event_Title,Start_DateTime&per_page=10",
+    "goto": "/G2M/rest/v2/upcomingMeetings",
+    "zoom": "/v2/users/me/meetings?page_size=30",
+}
+SCHEMES = {"zoho": "Zoho-oauthtoken"}  # everyone else: Bearer
+
+
+@dataclass
+class Result:
+    vendor: str
+    path: str
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    server_cpu: float = 0.0  # seconds the server process spent on the measured requests
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.server_cpu / len(self.latencies) * 1000 if self.latencies else 0.0
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: int) -> float:
+        if len(self.latencies) < 2:
+            return 0.0
+        return statistics.quantiles(self.latencies, n=100)[p - 1] * 1000
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve() -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """The sandbox CLI in a child process, and what it printed (URLs, tokens, CA)."""
+    command = [sys.executable, "-m", "crm_meetings.commands.sandbox", "serve", "--json"]
+    process = subprocess.Popen(  # noqa: S603 — our own interpreter and module
+        [*command, "--meetings", str(MEETINGS)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(10)
+        raise SystemExit(f"the sandbox did not start (exit status {process.returncode})")
+    return process, json.loads(line)
+
+
+async def load(
+    vendor: str, url: str, token: str, context: ssl.SSLContext, server_pid: int
+) -> Result:
+    """``CONCURRENCY`` workers repeating one GET for ``SECONDS``."""
+    result = Result(vendor, PATHS.get(vendor, "/__sandbox__/"))
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    headers = {"Authorization": f"{SCHEMES.get(vendor, 'Bearer')} {token}"}
+    async with httpx.AsyncClient(
+        base_url=url, verify=context, headers=headers, limits=limits, timeout=10
+    ) as client:
+        await client.get(result.path)  # warm up: TLS handshakes, first-request imports
+        deadline = time.perf_counter() + SECONDS
+
+        async def worker() -> None:
+            while (started := time.perf_counter()) < deadline:
+                response = await client.get(result.path)
+                result.latencies.append(time.perf_counter() - started)
+                result.statuses[response.status_code] += 1
+
+        began, cpu = time.perf_counter(), cpu_seconds(server_pid)
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        result.seconds = time.perf_counter() - began
+        result.server_cpu = cpu_seconds(server_pid) - cpu
+    return result
+
+
+def startup_seconds(seed: SeedSpec | None) -> float:
+    began = time.perf_counter()
+    box = Sandbox(seed=seed).start()
+    elapsed = time.perf_counter() - began
+    box.stop()
+    return elapsed
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main() -> str:
+    process, described = serve()
+    try:
+        context = ssl.create_default_context(cafile=described["ca_path"])
+        results = [
+            asyncio.run(load(vendor, info["url"], info["access_token"], context, process.pid))
+            for vendor, info in described["vendors"].items()
+        ]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+    rows: list[list[object]] = [
+        [
+            r.vendor,
+            f"`GET {r.path}`",
+            len(r.latencies),
+            f"{r.rps:,.0f}",
+            f"{r.percentile(50):.1f}",
+            f"{r.percentile(99):.1f}",
+            f"{r.cpu_ms:.2f}",
+            f"{1000 / r.cpu_ms:,.0f}" if r.cpu_ms else "–",
+            ", ".join(f"{code}×{n}" for code, n in sorted(r.statuses.items())),
+            "met" if r.rps >= TARGET_RPS else "missed",
+        ]
+        for r in results
+    ]
+    throughput = table(
+        [
+            "vendor",
+            "request",
+            "requests",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "server CPU ms/req",
+            "req/s per core",
+            "statuses",
+            "≥ 1,000/s",
+        ],
+        rows,
+    )
+    started = [
+        [label, f"{startup_seconds(seed) * 1000:.0f}"]
+        for label, seed in (
+            ("every emulator, no seed, first in the process (imports)", None),
+            ("every emulator, no seed", None),
+            (f"every emulator, {MEETINGS} meetings", SeedSpec(seed=42, meetings=MEETINGS)),
+        )
+    ]
+    startup = table(["Sandbox(...).start()", "ms"], started)
+    setup = (
+        f"{CONCURRENCY} concurrent keep-alive HTTPS clients, {SECONDS:g} s per vendor, "
+        f"sandbox seeded with {MEETINGS} meetings, server and client processes on "
+        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end)."
+    )
+    return f"{setup}\n\n{throughput}\n\n{startup}\n"
+
+
+if __name__ == "__main__":
+    print(main())
