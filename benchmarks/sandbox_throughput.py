@@ -3,12 +3,13 @@
 The sandbox runs in its own process (``python -m crm_meetings.commands.sandbox serve
 --json``, seeded with 1,000 meetings) so that the load generator does not share its GIL;
 both share this machine's cores. For each vendor, ``CONCURRENCY`` asyncio workers on one
-keep-alive ``httpx.AsyncClient`` repeat one authenticated GET for ``SECONDS`` seconds; the
-table gives requests/s, latency percentiles and the statuses seen (the target is
-1,000 requests/s per vendor). On a busy machine requests/s says more about the neighbours
-than about the sandbox, so the table also gives the server process's CPU time per request
-(from ``/proc``) and the requests/s one core would allow at that cost. Startup is timed
-in-process: ``Sandbox(...).start()`` of every emulator, with and without the seed.
+keep-alive ``httpx.AsyncClient`` repeat the vendor's example GET (``registry.EXAMPLES``)
+for ``SECONDS`` seconds; the table gives requests/s, latency percentiles and the statuses
+seen (the target is 1,000 requests/s per vendor). On a busy machine requests/s says more
+about the neighbours than about the sandbox, so the table also gives the server process's
+CPU time per request (from ``/proc``) and the requests/s one core would allow at that cost.
+Startup is timed in-process: ``Sandbox(...).start()`` of every emulator, with and without
+the seed.
 
 Reproduce: ``python -m benchmarks sandbox_throughput`` (5 s per vendor; ``BENCH_QUICK=1``:
 2 s), or ``python benchmarks/sandbox_throughput.py`` for the table alone.
@@ -33,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from crm_meetings.sandbox import registry
 from crm_meetings.sandbox.seed import SeedSpec
 from crm_meetings.sandbox.server import Sandbox
 
@@ -41,16 +43,6 @@ SECONDS = 2.0 if QUICK else 5.0
 CONCURRENCY = 8
 MEETINGS = 1000
 TARGET_RPS = 1000
-
-#: one representative authenticated read per vendor
-PATHS = {
-    "salesforce": "/services/data/v62.0/limits",
-    "hubspot": "/crm/v3/objects/meetings?limit=10",
-    "zoho": "/crm/v8/Events?fields=Event_Title,Start_DateTime&per_page=10",
-    "goto": "/G2M/rest/v2/upcomingMeetings",
-    "zoom": "/v2/users/me/meetings?page_size=30",
-}
-SCHEMES = {"zoho": "Zoho-oauthtoken"}  # everyone else: Bearer
 
 
 @dataclass
@@ -103,9 +95,10 @@ async def load(
     vendor: str, url: str, token: str, context: ssl.SSLContext, server_pid: int
 ) -> Result:
     """``CONCURRENCY`` workers repeating one GET for ``SECONDS``."""
-    result = Result(vendor, PATHS.get(vendor, "/__sandbox__/"))
+    example = registry.example(vendor)
+    result = Result(vendor, example.path)
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    headers = {"Authorization": f"{SCHEMES.get(vendor, 'Bearer')} {token}"}
+    headers = {"Authorization": example.authorization(token)}
     async with httpx.AsyncClient(
         base_url=url, verify=context, headers=headers, limits=limits, timeout=10
     ) as client:

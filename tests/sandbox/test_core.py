@@ -359,6 +359,19 @@ def test_a_sandbox_is_a_context_manager() -> None:
     box.stop()  # idempotent
 
 
+def test_every_available_emulator_answers_its_example_request(sandbox: Sandbox) -> None:
+    """The ``sandbox`` fixture serves every landed emulator; ``sandbox serve`` prints these."""
+    assert sandbox.vendors == registry.available()
+    with httpx.Client(verify=sandbox.ssl_context(), timeout=10) as client:
+        for vendor in sandbox.vendors:
+            example = registry.example(vendor)
+            auth = {"Authorization": example.authorization(sandbox.token(vendor))}
+            response = client.get(sandbox.url(vendor) + example.path, headers=auth)
+            assert response.status_code == 200, (vendor, response.text)
+            assert client.get(f"{sandbox.url(vendor)}/__sandbox__/state").status_code == 200
+    assert sandbox.calls.count() == len(sandbox.vendors)
+
+
 def test_the_registry_lists_valid_names_for_an_unknown_one() -> None:
     with pytest.raises(ValidationError, match="valid names: salesforce, hubspot, zoho, goto, zoom"):
         registry.create("sugarcrm")

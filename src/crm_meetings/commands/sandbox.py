@@ -11,7 +11,7 @@ import json
 import signal
 import threading
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,22 +38,24 @@ def _vendor_names(values: list[str] | None) -> list[str] | None:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
-def _describe(box: Sandbox, ttl: float) -> dict[str, object]:
+def _describe(box: Sandbox, ttl: float) -> dict[str, Any]:
+    """What a client needs: the CA, and per vendor its URLs, tokens and an example."""
     vendors = {
         vendor: {
             "url": box.url(vendor),
             **({"http_url": box.http_url(vendor)} if box.http else {}),
-            "access_token": box.token(vendor, ttl=ttl),
+            "access_token": (token := box.token(vendor, ttl=ttl)),
             "refresh_token": box.refresh_token(vendor),
+            "authorization": registry.example(vendor).authorization(token),
+            "example": box.url(vendor) + registry.example(vendor).path,
         }
         for vendor in box.vendors
     }
     return {"ca_path": str(box.ca_path), "vendors": vendors}
 
 
-def _print_human(box: Sandbox, description: dict[str, object], seed: SeedSpec) -> None:
-    vendors = description["vendors"]
-    assert isinstance(vendors, dict)
+def _print_human(box: Sandbox, description: dict[str, Any], seed: SeedSpec) -> None:
+    vendors: dict[str, dict[str, str]] = description["vendors"]
     out = console
     out.print(
         f"crm-meetings sandbox: {len(vendors)} emulator(s) on 127.0.0.1, "
@@ -68,15 +70,13 @@ def _print_human(box: Sandbox, description: dict[str, object], seed: SeedSpec) -
             out.print(f"  plain HTTP:    {info['http_url']}", markup=False)
         out.print(f"  access token:  {info['access_token']}", markup=False)
         out.print(f"  refresh token: {info['refresh_token']}", markup=False)
-    if vendors:
-        vendor, info = next(iter(vendors.items()))
-        out.print("", markup=False)
-        out.print("Try:", markup=False)
         out.print(
-            f'  curl --cacert {box.ca_path} -H "Authorization: Bearer {info["access_token"]}" '
-            f"{info['url']}/__sandbox__/calls",
+            f"  try: curl --cacert {box.ca_path} "
+            f"-H 'Authorization: {info['authorization']}' '{info['example']}'",
             markup=False,
         )
+    out.print("", markup=False)
+    out.print("Admin (calls, faults, state, tokens): <url>/__sandbox__/", markup=False)
     out.print("Press Ctrl-C to stop.", markup=False)
 
 

@@ -13,13 +13,23 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import cast
 
 from crm_meetings.errors import NotFoundError, ValidationError
 from crm_meetings.sandbox.base import VendorEmulator
 
-__all__ = ["EMULATORS", "available", "create", "create_all", "names"]
+__all__ = [
+    "EMULATORS",
+    "EXAMPLES",
+    "Example",
+    "available",
+    "create",
+    "create_all",
+    "example",
+    "names",
+]
 
 #: vendor name -> "module:Class" (a class with a no-argument constructor)
 EMULATORS: Mapping[str, str] = MappingProxyType(
@@ -31,6 +41,35 @@ EMULATORS: Mapping[str, str] = MappingProxyType(
         "zoom": "crm_meetings.sandbox.zoom:ZoomEmulator",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One authenticated read of a vendor's API: for people (``sandbox serve``) and benchmarks."""
+
+    path: str
+    scheme: str = "Bearer"  # the Authorization scheme the vendor expects
+
+    def authorization(self, token: str) -> str:
+        return f"{self.scheme} {token}"
+
+
+EXAMPLES: Mapping[str, Example] = MappingProxyType(
+    {
+        "salesforce": Example("/services/data/v62.0/limits"),
+        "hubspot": Example("/crm/v3/objects/meetings?limit=10"),
+        "zoho": Example(
+            "/crm/v8/Events?fields=Event_Title,Start_DateTime&per_page=10", "Zoho-oauthtoken"
+        ),
+        "goto": Example("/G2M/rest/v2/upcomingMeetings"),
+        "zoom": Example("/v2/users/me/meetings?page_size=30"),
+    }
+)
+
+
+def example(name: str) -> Example:
+    """The vendor's example request (the admin index for an emulator without one)."""
+    return EXAMPLES.get(name, Example("/__sandbox__/"))
 
 
 def names() -> tuple[str, ...]:
