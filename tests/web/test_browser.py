@@ -1,6 +1,8 @@
 """The pages in real Chromium (Debian's, driven by Playwright), over a real uvicorn server.
 
 The panel is opened the way Salesforce opens it: a form POST of a signed Canvas request.
+The rep's flow (schedule, edit, copy, download, cancel) runs on the real stack — a seeded
+Salesforce Account in the sandbox, Zoom, and an SMTP sink — and is checked there.
 Screenshots of each step go to ``$CRM_MEETINGS_ARTIFACTS/<test>`` (else the test's
 tmp_path). Without /usr/bin/chromium these tests skip — with ``CI=true`` they fail.
 """
