@@ -199,6 +199,7 @@ def send(port: int, sender: str, to: list[str], cc: list[str], msgid: str) -> No
 def test_email_requests_end_to_end(store: Store, listener: int, clock: Any) -> None:
     assistant = CONFIG.sender.address
     send(listener, "eve@client.example", [assistant], [OWNER], "<a@client.example>")
+    send(listener, "eve@client.example", [assistant], [OWNER], "<a@client.example>")  # again
     clock.advance(minutes=1)
     send(listener, "bob@acme.example", [assistant, OWNER], [], "<b@acme.example>")
     clock.advance(minutes=1)
