@@ -95,7 +95,9 @@ class MemoryRig(Rig):
         self.crm.touch(record_id)
 
 
-_METHODS = {"create": ("POST",), "update": ("PATCH", "PUT"), "delete": ("DELETE",)}
+#: the HTTP methods each CRM write uses; Salesforce creates Events by upsert on their
+#: external id (PATCH), so a create fault must cover PATCH as well as POST
+_METHODS = {"create": ("POST", "PATCH"), "update": ("PATCH", "PUT"), "delete": ("DELETE",)}
 
 
 class SandboxRig(Rig):
@@ -122,27 +124,8 @@ class SandboxRig(Rig):
         self.connector.update(edited, change)
 
 
-#: (rig, test) pairs failing on another engineer's connector, with the reason; xfail is
-#: strict, so each entry goes away as soon as the connector is fixed.
-KNOWN_GAPS = {
-    ("salesforce", "test_a_crm_refusal_after_the_provider_create_removes_the_provider_meeting"): (
-        "a sandbox fault on POST does not reach the action as a RemoteError"
-    ),
-    (
-        "salesforce",
-        "test_an_unknown_crm_outcome_keeps_the_provider_meeting_and_the_retry_adopts_the_record",
-    ): "a sandbox fault on POST does not reach the action as a RemoteError",
-    ("salesforce", "test_life_cycle_each_invitee_sees_one_uid_and_a_rising_sequence"): (
-        "update() returns a LastModifiedDate older than the next get() reports"
-    ),
-}
-
-
 @pytest.fixture(params=["memory", *(p.stem.removeprefix("harness_") for p in HARNESSES)])
 def rig(request: pytest.FixtureRequest, clock: Callable[[], Any]) -> Rig:
-    reason = KNOWN_GAPS.get((request.param, request.node.originalname))
-    if reason is not None:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     if request.param == "memory":
         return MemoryRig(clock)
     harness = _load(CONTRACT / f"harness_{request.param}.py")

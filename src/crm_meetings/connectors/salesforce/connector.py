@@ -353,6 +353,11 @@ class SalesforceConnector:
                     yield index, record_error(errors)
 
     def update(self, meeting: Meeting, change: MeetingChange) -> Meeting:
+        """Write the changed fields and invitees; the Event as Salesforce now holds it.
+
+        The PATCH answers 204 without a body, so the new ``LastModifiedDate`` (what stale
+        edits are checked against) is read back with one query, as :meth:`create` does.
+        """
         record_id = meeting.crm_record_id
         if not record_id:
             raise ValidationError("crm_record_id", "the meeting has no Salesforce Event yet")
@@ -361,7 +366,9 @@ class SalesforceConnector:
             self._call(lambda sf: _event(sf).update(record_id, fields))
         if "invitees" in change.changed:
             self._sync_relations(record_id, meeting)
-        return meeting
+        elif not fields:
+            return meeting  # nothing written
+        return self.get(record_id)
 
     def _sync_relations(self, record_id: str, meeting: Meeting) -> None:
         wanted = {row["RelationId"]: row for row in m.relation_rows(record_id, meeting)}
