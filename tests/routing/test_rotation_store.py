@@ -184,6 +184,20 @@ def test_daily_cap_and_weights(store: Store, clock: Any) -> None:
         assert uow.repository(RotationRepository).get(r.id).member(A).daily_cap is None
 
 
+def test_the_daily_cap_counts_the_day_in_the_given_zone(store: Store) -> None:
+    r = create(store, A, B)
+    monday = datetime(2026, 11, 23, 22, 30, tzinfo=UTC)  # 23:30 in Paris
+    with store.transaction() as uow:
+        repo = uow.repository(RotationRepository)
+        repo.configure_member(r.id, A, daily_cap=1)
+        paris = "Europe/Paris"
+        assert repo.book(r.id, "m1", monday, zone=paris).member == A
+        assert repo.book(r.id, "m2", monday + timedelta(minutes=15), zone=paris).member == B
+        after_midnight_in_paris = monday + timedelta(hours=1)
+        assert repo.suggest(r.id, after_midnight_in_paris, zone=paris).chosen == A
+        assert repo.suggest(r.id, after_midnight_in_paris).chosen == B  # still Monday in UTC
+
+
 def test_a_rotation_name_is_unique_per_org(store: Store) -> None:
     create(store, A)
     with pytest.raises(ConflictError):

@@ -15,7 +15,8 @@ When members join under the ``reset`` policy the rotation's ``epoch`` moves on, 
 booking made before that no longer counts: ending it takes nothing back.
 
 Teams: :meth:`set_team` replaces a team's members and re-syncs every rotation listing it.
-The daily cap counts the member's live bookings on the UTC day of the booking.
+The daily cap counts the member's live bookings on the booking's day in the given zone
+(UTC unless told).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Final, TypeVar
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -188,10 +190,11 @@ class RotationRepository(Repository):
         row = self._booking_row(meeting_id)
         return None if row is None else _booking(row)
 
-    def suggest(self, rotation_id: str, at: datetime) -> Explanation:
-        """Who would be picked now, and why (nothing is written)."""
+    def suggest(self, rotation_id: str, at: datetime, *, zone: str = "UTC") -> Explanation:
+        """Who would be picked at ``at``, and why (nothing is written); daily caps count
+        the day in ``zone``."""
         loaded = self._load(self._row(rotation_id))
-        return rules.pick(loaded.rotation, self._booked_today(loaded.rotation, at))
+        return rules.pick(loaded.rotation, self._booked_today(loaded.rotation, at, zone))
 
     # --- changing the rotation -------------------------------------------------------
 
@@ -302,9 +305,17 @@ class RotationRepository(Repository):
     # --- booking ---------------------------------------------------------------------
 
     def book(
-        self, rotation_id: str, meeting_id: str, at: datetime, *, member: str | None = None
+        self,
+        rotation_id: str,
+        meeting_id: str,
+        at: datetime,
+        *,
+        member: str | None = None,
+        zone: str = "UTC",
     ) -> Booking:
-        """Pick (or take the rep's ``member`` override), count it, store the explanation."""
+        """Pick (or take the rep's ``member`` override), count it, store the explanation.
+
+        Daily caps count the bookings made on ``at``'s day in ``zone``."""
         at = utc(at, "at")
         if self._booking_row(meeting_id) is not None:
             raise _already_booked(meeting_id)
@@ -312,7 +323,7 @@ class RotationRepository(Repository):
 
         def choose(loaded: _Loaded) -> tuple[_Loaded, tuple[Explanation, str]]:
             rotation = loaded.rotation
-            explanation = rules.pick(rotation, self._booked_today(rotation, at))
+            explanation = rules.pick(rotation, self._booked_today(rotation, at, zone))
             chosen = override or explanation.chosen
             if chosen is None:
                 raise ConflictError(
@@ -524,15 +535,18 @@ class RotationRepository(Repository):
                 members.append(email)
         return teams
 
-    def _booked_today(self, rotation: Rotation, at: datetime) -> dict[str, int]:
-        start = datetime.combine(utc(at, "at").date(), time(), tzinfo=UTC)
+    def _booked_today(self, rotation: Rotation, at: datetime, zone: str) -> dict[str, int]:
+        tz = ZoneInfo(zone)
+        day = utc(at, "at").astimezone(tz).date()
+        start = datetime.combine(day, time(), tz).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)
         query = (
             sa.select(RotationBookingRow.member, sa.func.count())
             .where(
                 RotationBookingRow.rotation_id == rotation.id,
                 RotationBookingRow.state == BookingState.BOOKED.value,
                 RotationBookingRow.booked_at >= start,
-                RotationBookingRow.booked_at < start + timedelta(days=1),
+                RotationBookingRow.booked_at < end,
             )
             .group_by(RotationBookingRow.member)
         )
