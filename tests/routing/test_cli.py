@@ -72,7 +72,7 @@ def test_rotation_commands(cli: Run) -> None:
     created = json.loads(ok(cli("rotation", "create", "Inbound", "--member", "ann@acme.example",
                                 "--member", "bob@acme.example", "--json")))  # fmt: skip
     assert [m["email"] for m in created["members"]] == ["ann@acme.example", "bob@acme.example"]
-    picked = json.loads(ok(cli("rotation", "pick", "Inbound", "--json")))
+    picked = json.loads(ok(cli("rotation", "pick", "Inbound", "--zone", "Europe/Paris", "--json")))
     assert picked["explanation"]["chosen"] == "ann@acme.example"
     booked = json.loads(ok(cli("rotation", "book", "Inbound", "m1", "--json")))
     assert booked["booked"] == "ann@acme.example"

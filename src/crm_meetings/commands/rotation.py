@@ -44,6 +44,7 @@ app.add_typer(trust_app, name="trust")
 Org = Annotated[str, typer.Option(help="The organisation.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 Ref = Annotated[str, typer.Argument(help="The rotation's name or id.")]
+Zone = Annotated[str, typer.Option(help="The zone whose day daily caps count.")]
 
 
 R = TypeVar("R", bound=Repository)
@@ -195,12 +196,16 @@ def configure(
 
 @app.command("pick")
 def pick(
-    ctx: typer.Context, rotation: Ref, org: Org = DEFAULT_ORG_ID, as_json: Json = False
+    ctx: typer.Context,
+    rotation: Ref,
+    zone: Zone = "UTC",
+    org: Org = DEFAULT_ORG_ID,
+    as_json: Json = False,
 ) -> None:
     """Who would host the next meeting, and why (nothing is booked)."""
     with _repository(ctx, RotationRepository) as rotations:
         found = rotations.get(rotation, org_id=org)
-        explanation = rotations.suggest(found.id, rotations.clock())
+        explanation = rotations.suggest(found.id, rotations.clock(), zone=zone)
     _print_explanation(explanation, as_json, {"rotation": found.name})
 
 
@@ -222,13 +227,15 @@ def book(
     member: Annotated[
         str | None, typer.Option(help="Book this member instead of the suggestion.")
     ] = None,
+    zone: Zone = "UTC",
     org: Org = DEFAULT_ORG_ID,
     as_json: Json = False,
 ) -> None:
     """Book a meeting through the rotation and count it."""
     with _repository(ctx, RotationRepository) as rotations:
         found = rotations.get(rotation, org_id=org)
-        booking = rotations.book(found.id, meeting_id, rotations.clock(), member=member)
+        at = rotations.clock()
+        booking = rotations.book(found.id, meeting_id, at, member=member, zone=zone)
     _print_booking(booking, as_json)
 
 
