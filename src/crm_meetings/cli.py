@@ -25,7 +25,7 @@ from crm_meetings.commands import (
     DemoRun,
     Step,
     console,
-    print_error,
+    run_app,
     run_check,
     settings,
     state,
@@ -350,8 +350,4 @@ def demo(
 
 def main() -> None:
     """The console-script entry point: a :class:`CrmMeetingsError` becomes exit status 1."""
-    try:
-        app()
-    except CrmMeetingsError as error:
-        print_error(error)
-        raise SystemExit(1) from None
+    run_app(app)

@@ -145,3 +145,13 @@ def run_check(check: Check, settings: Settings) -> list[CheckResult]:
     if outcome is None:
         return []
     return [outcome] if isinstance(outcome, CheckResult) else list(outcome)
+
+
+def run_app(app: typer.Typer) -> None:
+    """Run ``app`` as a program: a :class:`CrmMeetingsError` becomes its message, hint and
+    exit status 1 (the console script and ``python -m crm_meetings.commands.<name>``)."""
+    try:
+        app()
+    except CrmMeetingsError as error:
+        print_error(error)
+        raise SystemExit(1) from None

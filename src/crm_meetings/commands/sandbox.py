@@ -15,13 +15,12 @@ from typing import Annotated, Any
 
 import typer
 
-from crm_meetings.commands import console, print_error
-from crm_meetings.errors import CrmMeetingsError
+from crm_meetings.commands import console, run_app
 from crm_meetings.sandbox import registry
 from crm_meetings.sandbox.seed import SeedSpec
 from crm_meetings.sandbox.server import Sandbox
 
-__all__ = ["app", "main"]
+__all__ = ["app"]
 
 app = typer.Typer(help="Local emulators of the CRM and conferencing APIs.", no_args_is_help=True)
 
@@ -130,14 +129,5 @@ def serve(
             signal.signal(sig, handler)
 
 
-def main() -> None:
-    """``python -m crm_meetings.commands.sandbox``: errors as message and hint, status 1."""
-    try:
-        app()
-    except CrmMeetingsError as error:
-        print_error(error)
-        raise SystemExit(1) from None
-
-
 if __name__ == "__main__":
-    main()
+    run_app(app)

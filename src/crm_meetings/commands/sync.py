@@ -28,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from crm_meetings.commands import console, err_console, print_error, settings
+from crm_meetings.commands import console, err_console, print_error, run_app, settings
 from crm_meetings.config import Settings
 from crm_meetings.connectors.base import HistoryItem
 from crm_meetings.errors import ConfigurationError, CrmMeetingsError, ValidationError
@@ -42,7 +42,7 @@ from crm_meetings.sync.jobs import (
     sync_targets,
 )
 
-__all__ = ["app", "main"]
+__all__ = ["app"]
 
 app = typer.Typer(
     help="History sync: sessions and participants from Zoom / GoTo Meeting into the CRM."
@@ -341,14 +341,5 @@ def runs(
     console.print(table)
 
 
-def main() -> None:
-    """``python -m crm_meetings.commands.sync``: errors as message and hint, status 1."""
-    try:
-        app()
-    except CrmMeetingsError as error:
-        print_error(error)
-        raise SystemExit(1) from None
-
-
 if __name__ == "__main__":
-    main()
+    run_app(app)

@@ -15,16 +15,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from crm_meetings.commands import console, print_error, settings, state
+from crm_meetings.commands import console, run_app, settings, state
 from crm_meetings.config import Settings, resolve_config_path
-from crm_meetings.errors import CrmMeetingsError
 
 if TYPE_CHECKING:
     import uvicorn
 
     from crm_meetings.sync.worker import Worker
 
-__all__ = ["WebCompanion", "app", "main"]
+__all__ = ["WebCompanion", "app"]
 
 app = typer.Typer(help="The long-running worker: nightly history sync and mail delivery.")
 
@@ -116,14 +115,5 @@ def worker(
     raise typer.Exit(run_worker(the_worker))
 
 
-def main() -> None:
-    """``python -m crm_meetings.commands.worker``: errors as message and hint, status 1."""
-    try:
-        app()
-    except CrmMeetingsError as error:
-        print_error(error)
-        raise SystemExit(1) from None
-
-
 if __name__ == "__main__":
-    main()
+    run_app(app)
