@@ -1,0 +1,121 @@
+"""``crm-meetings meeting …`` against the sandbox: Salesforce and Zoom built from a
+crm-meetings.toml that points at it, a real store, Typer's runner (and one run as a
+program, for the exit status of an error)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from icalendar import Calendar
+from typer.testing import CliRunner
+
+from crm_meetings.commands.meeting import app
+from crm_meetings.sandbox.salesforce import SalesforceEmulator
+from crm_meetings.sandbox.testing import SandboxFactory
+from crm_meetings.store import upgrade
+
+ACTOR = "rep0@sales.example.com"  # a seed user: Zoom hosts meetings for them
+
+
+@pytest.fixture
+def config(
+    sandbox_factory: SandboxFactory, sandbox_config: Any, store_url: str
+) -> tuple[Path, str]:
+    """The settings file, and the seeded Account to relate meetings to."""
+    box = sandbox_factory(["salesforce", "zoom"])
+    upgrade(store_url)
+    path: Path = sandbox_config(
+        box, enable=("salesforce", "zoom"), extra=f'[store]\nurl = "{store_url}"\n'
+    )
+    emulator = box.emulator("salesforce")
+    assert isinstance(emulator, SalesforceEmulator)
+    return path, emulator.seed_ids["record-0"]
+
+
+def run(config: Path, *args: str) -> Any:
+    env = {"CRM_MEETINGS_CONFIG": str(config), "CRM_MEETINGS_ACTOR": ACTOR}
+    result = CliRunner().invoke(app, [*args, "--crm", "salesforce"], env=env)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def as_json(config: Path, *args: str) -> Any:
+    return json.loads(run(config, *args, "--json").stdout)
+
+
+def test_a_meeting_from_schedule_to_delete(config: tuple[Path, str], tmp_path: Path) -> None:
+    path, account = config
+    scheduled = as_json(
+        path,
+        "schedule",
+        "--subject=Pricing review",
+        "--start=2031-05-06T10:00",
+        "--end=2031-05-06T11:00",
+        "--timezone=Europe/Paris",
+        "--invitee=Zed <zed@client.example>",
+        "--invitee=amy@client.example",
+        f"--related=Account:{account}",
+        "--key=k-schedule",
+    )
+    meeting = scheduled["meeting"]
+    record = meeting["crm_record_id"]
+    assert meeting["start"] == "2031-05-06T08:00:00+00:00"
+    assert meeting["provider"] == "zoom"
+    assert meeting["join_url"].startswith("https://zoom.example.com/j/")
+    assert [m["recipient"] for m in scheduled["messages"]] == [
+        "zed@client.example",
+        "amy@client.example",
+    ]
+
+    shown = run(path, "show", record).stdout
+    assert "Pricing review" in shown
+    assert "2031-05-06 10:00 – 11:00 Europe/Paris" in shown
+
+    edited = as_json(path, "edit", record, "--version=1", "--start=2031-05-06T14:00",
+                     "--end=2031-05-06T15:00", "--key=k-edit")  # fmt: skip
+    assert edited["meeting"]["start"] == "2031-05-06T12:00:00+00:00"  # read in the meeting's zone
+    assert edited["meeting"]["sequence"] == 1
+
+    invitation = run(path, "invitation", record).stdout
+    assert invitation.startswith("Pricing review\n")
+    assert meeting["join_url"] in invitation
+    out = tmp_path / "meeting.ics"
+    run(path, "ics", record, f"--out={out}")
+    event = Calendar.from_ical(out.read_bytes()).walk("VEVENT")[0]
+    assert str(event["UID"]) == meeting["uid"]
+
+    human = run(path, "cancel", record, "--key=k-cancel").stdout
+    assert "cancel: done" in human
+    assert "CANCEL #2 to zed@client.example (queued)" in human
+    deleted = as_json(path, "delete", record, "--key=k-delete")
+    assert deleted["meeting"]["status"] == "deleted"
+    assert as_json(path, "delete", record, "--key=k-delete")["replayed"]
+
+
+def test_errors_say_what_to_do_and_exit_1(config: tuple[Path, str]) -> None:
+    path, _ = config
+    env = {
+        **os.environ,
+        "CRM_MEETINGS_CONFIG": str(path),
+        "CRM_MEETINGS_ACTOR": ACTOR,
+    }
+    command = [sys.executable, "-m", "crm_meetings.commands.meeting", "show", "nope"]
+    result = subprocess.run(
+        [*command, "--crm", "salesforce"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "Error: No meeting nope" in result.stderr
+    assert "Traceback" not in result.stderr
+    naive = CliRunner().invoke(
+        app,
+        ["schedule", "--crm", "salesforce", "--subject=x", "--start=soon", "--end=later"],
+        env={"CRM_MEETINGS_CONFIG": str(path), "CRM_MEETINGS_ACTOR": ACTOR},
+    )
+    assert naive.exit_code != 0
+    assert "not an ISO 8601" in str(naive.exception)
