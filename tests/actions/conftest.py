@@ -1,5 +1,11 @@
-"""Rigs the action suite runs on: the in-memory stand-ins, and each CRM harness in
-``tests/contract/harness_*.py`` (the real connector against the sandbox) once it exists."""
+"""Rigs the action suite runs on: each CRM's real connector (``tests/contract/harness_*.py``)
+and a real conferencing provider (``tests/conferencing/conftest.py``'s builders), all over
+HTTPS against one sandbox seeded with the same users, so nothing of ours is stood in for.
+
+Every CRM runs with Zoom; GoTo Meeting runs with HubSpot. The acting organizer is the
+seed's first user, whom both provider emulators know (GoTo creates meetings for the
+token's organizer, so the GoTo token is issued to that user).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import importlib.util
 import itertools
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -16,19 +22,20 @@ from typing import Any
 import pytest
 
 from crm_meetings.actions import ActionContext
+from crm_meetings.conferencing import ConferencingProvider
 from crm_meetings.connectors.base import Connector
 from crm_meetings.errors import NotFoundError
 from crm_meetings.model import MeetingStatus, Person, RecordRef
 from crm_meetings.sandbox.base import FaultKind, FaultPlan
-from crm_meetings.sandbox.testing import sandbox, sandbox_factory  # noqa: F401
+from crm_meetings.sandbox.server import Sandbox
+from crm_meetings.sandbox.testing import SandboxFactory, sandbox_factory  # noqa: F401
 from crm_meetings.store import Store, upgrade
 
-CONTRACT = Path(__file__).parent.parent / "contract"
-ORGANIZER = Person("olivia@acme.example", "Olivia Organizer")
+TESTS = Path(__file__).parent.parent
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"actions_{path.stem}", path)
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -37,29 +44,63 @@ def _load(path: Path) -> ModuleType:
     return module
 
 
-HARNESSES = sorted(CONTRACT.glob("harness_*.py"))
-standins = _load(Path(__file__).parent / "standins.py")
-MemoryCrm = standins.MemoryCrm
-MemoryProvider = standins.MemoryProvider
+providers = _load(TESTS / "conferencing" / "conftest.py", "actions_providers")
+ORGANIZER = Person(providers.SEED_ORGANIZER, "Ada Lovelace")
+CRMS = sorted(p.stem.removeprefix("harness_") for p in (TESTS / "contract").glob("harness_*.py"))
+RIGS = [*(f"{crm}-zoom" for crm in CRMS), *(["hubspot-goto"] if "hubspot" in CRMS else [])]
+
+#: the HTTP methods each write uses; Salesforce creates Events by upsert on their
+#: external id (PATCH), so a create fault covers PATCH as well as POST
+_METHODS = {"create": ("POST", "PATCH"), "update": ("PATCH", "PUT"), "delete": ("DELETE",)}
+#: "refused": the vendor said no (429), nothing happened; "unknown": a 503, which the
+#: caller cannot tell from "done, but the answer was lost"
+_KINDS = {"refused": FaultKind.RATE_LIMITED, "unknown": FaultKind.SERVER_ERROR}
 
 
 class Rig:
-    """One CRM (and maybe a provider) to run the actions against, with fault controls."""
+    """One CRM and one conferencing provider on a sandbox, with fault controls and views
+    of what each emulator holds."""
 
-    name = "rig"
-    connector: Connector
-    provider: Any
-    related: RecordRef
+    def __init__(self, crm: str, provider: str, box: Sandbox) -> None:
+        harness = _load(TESTS / "contract" / f"harness_{crm}.py", f"actions_harness_{crm}")
+        self.name = f"{crm}-{provider}"
+        self.crm = crm
+        self.provider_vendor = provider
+        self.sandbox = box
+        self.connector: Connector = harness.make_connector(box)
+        build = providers.build_zoom if provider == "zoom" else providers.build_goto
+        self.provider: ConferencingProvider = build(box, [])
+        stored = providers._zoom_stored if provider == "zoom" else providers._goto_stored
+        self.provider_meeting: Callable[[str], Mapping[str, Any]] = stored(box)
+        self.related: RecordRef = harness.related_record(box)
+        self._seeded = set(box.state(provider)["meetings"])
+
+    def close(self) -> None:
+        """Close the clients' connections while the sandbox still serves them."""
+        self.provider.close()
+        self.connector.close()
+
+    def _fail(self, vendor: str, operation: str, kind: str, times: int) -> None:
+        plan = FaultPlan(fail_next=20 * times, fail_kind=_KINDS[kind], retry_after=0.0)
+        for method in _METHODS[operation]:
+            self.sandbox.faults.set(vendor, plan, method=method)
 
     def fail_crm(self, operation: str, kind: str, times: int = 1) -> None:
-        raise NotImplementedError
+        self._fail(self.crm, operation, kind, times)
+
+    def fail_provider(self, operation: str, kind: str, times: int = 1) -> None:
+        self._fail(self.provider_vendor, operation, kind, times)
 
     def clear(self) -> None:
-        raise NotImplementedError
+        self.sandbox.faults.clear(self.crm)
+        self.sandbox.faults.clear(self.provider_vendor)
 
     def touch(self, record_id: str) -> None:
         """Someone else edits the record in the CRM."""
-        raise NotImplementedError
+        time.sleep(1.1)  # CRMs keep modified times to the second
+        current = self.connector.get(record_id)
+        edited, change = current.revise(description=current.description + " (edited in CRM)")
+        self.connector.update(edited, change)
 
     def crm_status(self, record_id: str) -> MeetingStatus | None:
         try:
@@ -73,64 +114,24 @@ class Rig:
             m.uid for m in self.connector.list_for_record(self.related) if m.uid.startswith("act")
         ]
 
+    def provider_ids(self) -> list[str]:
+        """Provider meetings our actions created (deleted ones included), oldest first."""
+        made = self.sandbox.state(self.provider_vendor)["meetings"]
+        return sorted((pid for pid in made if pid not in self._seeded), key=int)
 
-class MemoryRig(Rig):
-    name = "memory"
-
-    def __init__(self, clock: Callable[[], Any]) -> None:
-        self.crm = MemoryCrm(clock)
-        self.connector = self.crm
-        self.provider = MemoryProvider()
-        self.related = RecordRef("Account", "001A")
-
-    def fail_crm(self, operation: str, kind: str, times: int = 1) -> None:
-        self.crm.faults.add(operation, kind, times)
-
-    def clear(self) -> None:
-        self.crm.faults.clear()
-        if self.provider is not None:
-            self.provider.faults.clear()
-
-    def touch(self, record_id: str) -> None:
-        self.crm.touch(record_id)
+    def live(self) -> list[str]:
+        """Provider meetings our actions created that are not cancelled or deleted."""
+        return [pid for pid in self.provider_ids() if not self.provider_meeting(pid)["deleted"]]
 
 
-#: the HTTP methods each CRM write uses; Salesforce creates Events by upsert on their
-#: external id (PATCH), so a create fault must cover PATCH as well as POST
-_METHODS = {"create": ("POST", "PATCH"), "update": ("PATCH", "PUT"), "delete": ("DELETE",)}
-
-
-class SandboxRig(Rig):
-    def __init__(self, harness: ModuleType, box: Any) -> None:
-        self.name = harness.VENDOR
-        self.sandbox = box
-        self.connector = harness.make_connector(box)
-        self.provider = None  # the conferencing providers have not landed yet
-        self.related = harness.related_record(box)
-
-    def fail_crm(self, operation: str, kind: str, times: int = 1) -> None:
-        fault = FaultKind.RATE_LIMITED if kind == "refused" else FaultKind.SERVER_ERROR
-        plan = FaultPlan(fail_next=20 * times, fail_kind=fault, retry_after=0.0)
-        for method in _METHODS[operation]:
-            self.sandbox.faults.set(self.name, plan, method=method)
-
-    def clear(self) -> None:
-        self.sandbox.faults.clear(self.name)
-
-    def touch(self, record_id: str) -> None:
-        time.sleep(1.1)  # CRMs keep modified times to the second
-        current = self.connector.get(record_id)
-        edited, change = current.revise(notes=current.notes + " (edited in CRM)")
-        self.connector.update(edited, change)
-
-
-@pytest.fixture(params=["memory", *(p.stem.removeprefix("harness_") for p in HARNESSES)])
-def rig(request: pytest.FixtureRequest, clock: Callable[[], Any]) -> Rig:
-    if request.param == "memory":
-        return MemoryRig(clock)
-    harness = _load(CONTRACT / f"harness_{request.param}.py")
-    box = request.getfixturevalue("sandbox_factory")([harness.VENDOR])
-    return SandboxRig(harness, box)
+@pytest.fixture(params=RIGS)
+def rig(request: pytest.FixtureRequest, sandbox_factory: SandboxFactory) -> Iterator[Rig]:  # noqa: F811
+    crm, provider = request.param.split("-")
+    built = Rig(crm, provider, sandbox_factory([crm, provider]))
+    try:
+        yield built
+    finally:
+        built.close()
 
 
 @pytest.fixture
