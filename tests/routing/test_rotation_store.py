@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crm_meetings.errors import ConflictError, NotFoundError
+from crm_meetings.model import MeetingStatus
 from crm_meetings.routing import rotation as rules
 from crm_meetings.routing.rotation import Member, NewMemberPolicy, Rotation
 from crm_meetings.routing.rotations import BookingState, RotationRepository
@@ -106,7 +107,7 @@ def test_cancel_or_delete_gives_the_count_back_once(
         assert ended is not None
         assert ended.state is state
         repo.end_booking("m1", state)  # a replay takes nothing more
-        repo.end_booking("m1", BookingState.DELETED)  # cancelled, then deleted: still once
+        repo.end_booking("m1", MeetingStatus.DELETED)  # cancelled, then deleted: still once
         assert repo.end_booking("never-booked", state) is None
     assert counts(store, r.id) == {A: 0, B: 0}
     assert book(store, r.id, "m2", clock.advance(minutes=1)) == B  # A was scheduled last

@@ -350,7 +350,9 @@ class RotationRepository(Repository):
     def end_booking(self, meeting_id: str, state: BookingState | str) -> Booking | None:
         """The meeting was cancelled or deleted: take its count back, once.
 
-        Returns the booking, or ``None`` when the meeting was not booked by a rotation.
+        ``state`` may be the meeting's new :class:`~crm_meetings.model.MeetingStatus`
+        (``cancelled`` or ``deleted``): call it in the unit of work of the cancel or delete
+        action. Returns the booking, or ``None`` when no rotation booked the meeting.
         """
         final = BookingState(state)
         if final is BookingState.BOOKED:
