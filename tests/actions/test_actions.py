@@ -28,6 +28,7 @@ from crm_meetings.actions import (
     EditRequest,
     LedgerStatus,
     MeetingRequest,
+    RecordLookup,
     ScheduleRequest,
     ViewRequest,
     add_to_calendar,
@@ -37,13 +38,14 @@ from crm_meetings.actions import (
     find_meeting,
     schedule,
     share,
+    sweep,
 )
 from crm_meetings.actions.codec import meeting_from_json
 from crm_meetings.calendar.outbox import SmtpConfig, deliver_pending
 from crm_meetings.calendar.outbox_table import OutboxMessageRow
 from crm_meetings.conferencing._values import iso_z
 from crm_meetings.errors import ConflictError, PermissionDeniedError, RemoteError, ValidationError
-from crm_meetings.model import Invitee, MeetingStatus
+from crm_meetings.model import Invitee, MeetingStatus, RecordRef
 from crm_meetings.store import Store
 
 ZED = Invitee("zed@client.example", "Zed")
@@ -300,6 +302,75 @@ def test_only_the_organizer_or_an_admin_may_act(
         cancel(other, MeetingRequest(idempotency_key="k-other", meeting=meeting.id))
     admin = replace(other, admins=frozenset({other.actor.email}))
     assert cancel(admin, MeetingRequest(idempotency_key="k-admin", meeting=meeting.id)).meeting
+
+
+def test_scheduling_on_a_record_the_crm_does_not_show_is_refused(
+    ctx: ActionContext, rig: Any, store: Store
+) -> None:
+    if rig.crm != "hubspot" and not isinstance(rig.connector, RecordLookup):
+        pytest.skip(f"{rig.crm}: the connector cannot say yet whether a record exists")
+    bogus = RecordRef(rig.related.object_type, "999999999")
+    request = replace(schedule_request(ctx, rig), related=(bogus,))
+    with pytest.raises(PermissionDeniedError, match="does not show that record"):
+        schedule(ctx, request)
+    assert rig.live() == []
+    assert stored_count(store, ctx) == 0
+    assert ledger_status(store, ctx, request.idempotency_key) is None
+
+
+# --- the sweeper ------------------------------------------------------------------------
+
+
+def test_the_sweeper_finishes_what_a_crash_or_a_failure_left_pending(
+    ctx: ActionContext, rig: Any, store: Store, clock: Any
+) -> None:
+    request = schedule_request(ctx, rig)
+    with pytest.raises(Crash):
+        schedule(replace(ctx, hook=crash_at("crm.create")), request)
+    assert sweep(ctx) == []  # still leased to the crashed attempt
+    clock.advance(minutes=6)
+    [done] = sweep(ctx)
+    assert (done.key, done.action, done.completed) == (request.idempotency_key, "schedule", True)
+    assert stored_count(store, ctx) == 1
+    assert len(outbox(store)) == 2
+    meeting = schedule(ctx, request).meeting  # the rep's retry gets the sweeper's result
+    assert rig.crm_uids() == [meeting.uid]
+    assert rig.live() == [meeting.provider_meeting_id]
+
+    cancelling = MeetingRequest(idempotency_key="k-cancel", meeting=meeting.id)
+    rig.fail_crm("update", "unknown")
+    with pytest.raises(RemoteError):
+        cancel(ctx, cancelling)
+    [still] = sweep(ctx)
+    assert not still.completed
+    assert still.error is not None
+    rig.clear()
+    [finished] = sweep(ctx)
+    assert finished.completed
+    assert find_meeting(ctx, meeting.id).status is MeetingStatus.CANCELLED
+    assert meeting.crm_record_id is not None
+    assert rig.crm_status(meeting.crm_record_id) is MeetingStatus.CANCELLED
+    assert [m.method for m in outbox(store)[2:]] == ["CANCEL", "CANCEL"]
+    assert sweep(ctx) == []
+    assert cancel(ctx, cancelling).replayed
+
+
+def test_the_sweeper_removes_the_provider_meeting_when_the_crm_refuses(
+    ctx: ActionContext, rig: Any, store: Store, clock: Any
+) -> None:
+    request = schedule_request(ctx, rig)
+    with pytest.raises(Crash):
+        schedule(replace(ctx, hook=crash_at("provider.create")), request)
+    assert len(rig.live()) == 1
+    clock.advance(minutes=6)
+    rig.fail_crm("create", "refused")
+    [outcome] = sweep(ctx)
+    rig.clear()
+    assert not outcome.completed
+    assert rig.live() == []
+    assert rig.crm_uids() == []
+    assert outbox(store) == []
+    assert ledger_status(store, ctx, request.idempotency_key) is LedgerStatus.PENDING
 
 
 # --- edit -------------------------------------------------------------------------------

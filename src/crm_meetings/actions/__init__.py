@@ -38,6 +38,14 @@ saved in the CRM and in our store, and the outbox (not SMTP) carries the mail.
   unless they already had one). Forward only, like cancel.
 * share, add to calendar: read-only; the invitation text or the .ics bytes.
 
+Pending requests. :func:`sweep` (for the worker) finishes every pending request whose
+attempt is over, as its rep's retry would, and reports each outcome.
+
+Permissions. ``ctx.authorize`` (default :func:`organizer_or_admin`) says who may act on a
+meeting; ``ctx.related`` (default :func:`related_records_visible`) says whether the
+organizer may schedule on its related records: the CRM, asked with the org's
+credentials, must say each record exists and is visible.
+
 Known windows: a crash after a provider create succeeded but before its progress was
 saved leaves one provider meeting nobody points to (providers offer no idempotency key);
 a retry of an edit or cancel re-sends the same update, which connectors apply
@@ -49,7 +57,9 @@ from crm_meetings.actions.context import (
     ActionKind,
     ActionResult,
     QueuedMessage,
+    RecordLookup,
     organizer_or_admin,
+    related_records_visible,
 )
 from crm_meetings.actions.ledger import ActionLedger, AuditEntry, LedgerEntry, LedgerStatus
 from crm_meetings.actions.requests import (
@@ -61,6 +71,7 @@ from crm_meetings.actions.requests import (
     ViewRequest,
 )
 from crm_meetings.actions.service import (
+    SweepOutcome,
     add_to_calendar,
     cancel,
     delete,
@@ -68,6 +79,7 @@ from crm_meetings.actions.service import (
     find_meeting,
     schedule,
     share,
+    sweep,
 )
 
 __all__ = [
@@ -83,7 +95,9 @@ __all__ = [
     "LedgerStatus",
     "MeetingRequest",
     "QueuedMessage",
+    "RecordLookup",
     "ScheduleRequest",
+    "SweepOutcome",
     "ViewRequest",
     "add_to_calendar",
     "cancel",
@@ -91,6 +105,8 @@ __all__ = [
     "edit",
     "find_meeting",
     "organizer_or_admin",
+    "related_records_visible",
     "schedule",
     "share",
+    "sweep",
 ]

@@ -8,14 +8,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from crm_meetings.actions.codec import meeting_from_json, meeting_to_json
 from crm_meetings.calendar.imip import OutgoingMail, Sender
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.connectors.base import Connector
-from crm_meetings.errors import PermissionDeniedError
-from crm_meetings.model import Meeting, Person
+from crm_meetings.errors import NotFoundError, PermissionDeniedError
+from crm_meetings.model import Meeting, Person, RecordRef
 from crm_meetings.store import DEFAULT_ORG_ID, Clock, Store
 from crm_meetings.store.repositories import utc_now
 
@@ -25,8 +25,10 @@ __all__ = [
     "ActionResult",
     "Authorize",
     "QueuedMessage",
+    "RecordLookup",
     "StepHook",
     "organizer_or_admin",
+    "related_records_visible",
 ]
 
 
@@ -64,6 +66,42 @@ def organizer_or_admin(ctx: ActionContext, meeting: Meeting, action: ActionKind)
     )
 
 
+@runtime_checkable
+class RecordLookup(Protocol):
+    """A connector that can say whether a CRM record exists and its credentials see it."""
+
+    def record_visible(self, ref: RecordRef) -> bool: ...
+
+
+def related_records_visible(ctx: ActionContext, meeting: Meeting, action: ActionKind) -> None:
+    """The related-record rule: the organizer may act on a record when the CRM, asked with
+    the org's credentials, says it exists and is visible.
+
+    Asked through ``connector.record_visible`` where the connector offers it; otherwise by
+    listing the record's meetings, which a CRM that checks the record refuses with a
+    not-found error (HubSpot does; Salesforce and Zoho answer an empty list, so for them
+    the rule needs ``record_visible``).
+    """
+    lookup = ctx.connector if isinstance(ctx.connector, RecordLookup) else None
+    for ref in meeting.related:
+        try:
+            visible = lookup.record_visible(ref) if lookup else _listable(ctx, ref)
+        except NotFoundError:
+            visible = False
+        if not visible:
+            raise PermissionDeniedError(
+                f"{meeting.organizer.email} may not {action.value.replace('_', ' ')} a meeting "
+                f"on {ref.object_type} {ref.record_id}: {ctx.connector.crm} does not show that "
+                "record to crm-meetings",
+                hint="Check the record id, and that the integration user may see the record.",
+            )
+
+
+def _listable(ctx: ActionContext, ref: RecordRef) -> bool:
+    next(iter(ctx.connector.list_for_record(ref)), None)
+    return True
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -73,8 +111,9 @@ class ActionContext:
     """Everything an action touches; the CLI, the web and tests each build one.
 
     ``sender`` is the verified organisation address mail goes out from (``None``: the
-    organizer). ``lease`` is how long an attempt owns its idempotency key before a retry
-    may take over (after a crash).
+    organizer). ``authorize`` decides who may act on a meeting; ``related`` whether the
+    organizer may schedule on its related records. ``lease`` is how long an attempt owns
+    its idempotency key before a retry may take over (after a crash).
     """
 
     store: Store
@@ -88,6 +127,7 @@ class ActionContext:
     uid_domain: str = "crm-meetings"
     admins: frozenset[str] = frozenset()
     authorize: Authorize = organizer_or_admin
+    related: Authorize = related_records_visible
     lease: timedelta = timedelta(minutes=5)
     hook: StepHook = _no_hook
 

@@ -39,11 +39,12 @@ from crm_meetings.errors import (
     RemoteError,
     ValidationError,
 )
-from crm_meetings.model import Meeting, MeetingStatus, diff, new_meeting
+from crm_meetings.model import Meeting, MeetingStatus, Person, diff, new_meeting
 from crm_meetings.redaction import redact
 from crm_meetings.store import UnitOfWork
 
 __all__ = [
+    "SweepOutcome",
     "add_to_calendar",
     "cancel",
     "delete",
@@ -51,6 +52,7 @@ __all__ = [
     "find_meeting",
     "schedule",
     "share",
+    "sweep",
 ]
 
 #: fields the conferencing provider holds a copy of
@@ -174,6 +176,48 @@ def add_to_calendar(ctx: ActionContext, request: ViewRequest) -> ActionResult:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SweepOutcome:
+    """What :func:`sweep` did with one pending request (``error``: why it is still pending)."""
+
+    key: str
+    action: ActionKind
+    completed: bool
+    error: str | None = None
+
+
+def sweep(ctx: ActionContext) -> list[SweepOutcome]:
+    """Finish the org's pending requests on ``ctx``'s CRM whose attempt is over.
+
+    A request is pending after a reported failure (its lease released) or a crash (its
+    lease ran out). The sweeper does what the rep's retry with the same key would do, as
+    that rep: the remaining steps, then the commit; a step the vendor refuses undoes the
+    done steps before it, as in an attempt (so a provider meeting is not left behind).
+    Requests still leased, or for another CRM, are left alone. For the worker: call it
+    periodically with one context per CRM connection.
+    """
+    with _ledger(ctx) as ledger:
+        entries = ledger.pending(ctx.org_id)
+    outcomes: list[SweepOutcome] = []
+    for entry in entries:
+        now = ctx.clock()
+        if (entry.lease_until is not None and entry.lease_until > now) or not entry.state:
+            continue
+        progress = _Progress.from_json(entry.state)
+        if progress.new.crm is not ctx.connector.crm:
+            continue
+        kind = ActionKind(entry.action)
+        try:
+            with _ledger(ctx) as ledger:
+                ledger.take(ctx.org_id, entry.key, lease_until=now + ctx.lease)
+            _advance(dataclasses.replace(ctx, actor=Person(entry.actor)), kind, entry.key, progress)
+        except Exception as error:  # reported per request; the others still run
+            outcomes.append(SweepOutcome(entry.key, kind, False, _describe(error)))
+        else:
+            outcomes.append(SweepOutcome(entry.key, kind, True))
+    return outcomes
+
+
 def find_meeting(ctx: ActionContext, meeting: str) -> Meeting:
     """A meeting of ``ctx``'s org by our id or by its record id in ``ctx``'s CRM."""
     with ctx.store.transaction() as uow:
@@ -211,6 +255,7 @@ def _decide_schedule(ctx: ActionContext, request: ScheduleRequest) -> _Progress:
             "end", "is in the past", hint="Schedule a meeting that ends after now."
         )
     ctx.authorize(ctx, meeting, ActionKind.SCHEDULE)
+    ctx.related(ctx, meeting, ActionKind.SCHEDULE)
     return _Progress(old=None, new=meeting)
 
 
