@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 import structlog
 
+from crm_meetings.clients import PROVIDERS, Clients
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.config import Settings, load_settings
 from crm_meetings.connectors.base import Connector
@@ -62,7 +63,6 @@ __all__ = [
 _log = structlog.get_logger(__name__)
 
 #: the conferencing providers, in the order the nightly run visits them
-PROVIDERS: Final = ("zoom", "goto")
 
 Queue = Literal["inline", "celery"]
 Clock = Callable[[], datetime]
@@ -134,39 +134,30 @@ class SyncClients:
         self.settings = settings
         self._own_store = store is None
         self.store = store if store is not None else Store(settings_store_url(settings))
-        self._providers: dict[str, ConferencingProvider] = {}
-        self._connectors: dict[CrmKind, Connector] | None = None
+        self.clients = Clients.from_settings(settings)
 
     @property
     def connectors(self) -> dict[CrmKind, Connector]:
-        if self._connectors is None:
-            from crm_meetings.connectors.registry import enabled_connectors
-
-            self._connectors = enabled_connectors(self.settings)
-            if not self._connectors:
-                raise ConfigurationError(
-                    "No CRM is enabled, so there is nowhere to write history",
-                    hint="Set enabled = true in [salesforce], [hubspot] or [zoho].",
-                )
-        return self._connectors
+        if not self.clients.crms:
+            raise ConfigurationError(
+                "No CRM is enabled, so there is nowhere to write history",
+                hint="Set enabled = true in [salesforce], [hubspot] or [zoho].",
+            )
+        return {crm: self.clients.connector(crm) for crm in sorted(self.clients.crms)}
 
     def provider(self, name: str) -> ConferencingProvider:
         if name not in PROVIDERS:
             raise ValidationError(
                 "provider", f"unknown provider {name!r}; valid names: {', '.join(PROVIDERS)}"
             )
-        if name not in self._providers:
-            from crm_meetings.conferencing.factory import from_settings
-
-            section = getattr(self.settings, name)
-            if not section.enabled:
-                raise ConfigurationError(
-                    "is false",
-                    key=f"{name}.enabled",
-                    hint=f"Set [{name}] enabled = true and its credentials in crm-meetings.toml.",
-                )
-            self._providers[name] = from_settings(section)
-        return self._providers[name]
+        provider = self.clients.provider(name)
+        if provider is None:
+            raise ConfigurationError(
+                "is false",
+                key=f"{name}.enabled",
+                hint=f"Set [{name}] enabled = true and its credentials in crm-meetings.toml.",
+            )
+        return provider
 
     def engine(
         self, provider: str, options: SyncOptions, *, clock: Clock = _utc_now
@@ -182,14 +173,10 @@ class SyncClients:
 
     def close(self) -> None:
         """Close every client opened; one failing close does not keep the others open."""
-        clients: list[Any] = [*self._providers.values(), *(self._connectors or {}).values()]
-        for client in clients:
-            try:
-                client.close()
-            except Exception:  # closing is best effort; the run's result stands
-                _log.warning("close failed", client=type(client).__name__, exc_info=True)
-        self._providers.clear()
-        self._connectors = None
+        try:
+            self.clients.close()
+        except Exception:  # closing is best effort; the run's result stands
+            _log.warning("closing a client failed", exc_info=True)
         if self._own_store:
             self.store.dispose()
 

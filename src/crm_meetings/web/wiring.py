@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from types import TracebackType
-from typing import Final, Self, TypeVar
 
 from apscheduler.schedulers.base import BaseScheduler
 
+from crm_meetings import clients
 from crm_meetings.actions import ActionContext
 from crm_meetings.calendar.imip import Sender
+from crm_meetings.clients import PROVIDERS
 from crm_meetings.commands import Check
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.config import Settings
-from crm_meetings.connectors.base import Connector, RecordType
+from crm_meetings.connectors.base import RecordType
 from crm_meetings.model import CrmKind, Meeting, Session
 from crm_meetings.store import Clock, Store
 from crm_meetings.store.repositories import utc_now
@@ -41,115 +41,11 @@ from crm_meetings.web.services import WebServices
 
 __all__ = ["PROVIDERS", "Clients", "live_services", "settings_sender"]
 
-#: the conferencing providers, in the order the first enabled one is the default
-PROVIDERS: Final = ("zoom", "goto")
 
-ConnectorFactory = Callable[[CrmKind], Connector]
-ProviderFactory = Callable[[str], ConferencingProvider]
-_Key = TypeVar("_Key")
-_Client = TypeVar("_Client", Connector, ConferencingProvider)
+class Clients(clients.Clients):
+    """The process's clients; a CRM this server has not configured answers 503."""
 
-
-class Clients:
-    """The process's CRM connectors and conferencing providers, built once, closed once.
-
-    ``crms`` and ``providers`` are what this deployment has configured; asking for another
-    raises :class:`ActionsUnavailableError` (503). Safe to share between request threads.
-    """
-
-    def __init__(
-        self,
-        connector: ConnectorFactory,
-        provider: ProviderFactory,
-        *,
-        crms: Iterable[CrmKind],
-        providers: Sequence[str] = (),
-    ) -> None:
-        self._build_connector = connector
-        self._build_provider = provider
-        self.crms = frozenset(crms)
-        self.providers = tuple(providers)
-        self._connectors: dict[CrmKind, Connector] = {}
-        self._provider_clients: dict[str, ConferencingProvider] = {}
-        self._lock = threading.Lock()
-        self._closed = False
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Clients:
-        """The CRMs and providers ``settings`` enable, built by the registry and factory."""
-        from crm_meetings.conferencing.factory import from_settings
-        from crm_meetings.connectors.registry import CONNECTORS, build_connector
-
-        return cls(
-            lambda crm: build_connector(crm.value, settings),
-            lambda name: from_settings(getattr(settings, name)),
-            crms=[CrmKind(n) for n in CONNECTORS if getattr(settings, n).enabled],
-            providers=[n for n in PROVIDERS if getattr(settings, n).enabled],
-        )
-
-    @property
-    def default_provider(self) -> str | None:
-        """The provider new meetings are scheduled on (the first enabled one)."""
-        return self.providers[0] if self.providers else None
-
-    def connector(self, crm: CrmKind) -> Connector:
-        """The connector of ``crm`` (503 ``actions_unavailable`` when not configured)."""
-        if crm not in self.crms:
-            raise ActionsUnavailableError(
-                f"This server has no {crm.value} connection.",
-                hint=f"Set [{crm.value}] enabled = true and its credentials in "
-                "crm-meetings.toml, then restart `crm-meetings web serve`.",
-            )
-        return self._cached(self._connectors, crm, self._build_connector)
-
-    def provider(self, name: str | None) -> ConferencingProvider | None:
-        """The provider called ``name``; ``None`` when this server has not configured it."""
-        if name is None or name not in self.providers:
-            return None
-        return self._cached(self._provider_clients, name, self._build_provider)
-
-    def _cached(
-        self, cache: dict[_Key, _Client], key: _Key, build: Callable[[_Key], _Client]
-    ) -> _Client:
-        with self._lock:
-            if self._closed:
-                raise ActionsUnavailableError(
-                    "This server is shutting down.", hint="Try again in a moment."
-                )
-            found = cache.get(key)
-            if found is None:
-                found = cache[key] = build(key)
-            return found
-
-    def close(self) -> None:
-        """Close every client built so far (each once, even if another fails)."""
-        with self._lock:
-            self._closed = True
-            opened: list[Connector | ConferencingProvider] = [
-                *self._connectors.values(),
-                *self._provider_clients.values(),
-            ]
-            self._connectors.clear()
-            self._provider_clients.clear()
-        errors: list[Exception] = []
-        for client in opened:
-            try:
-                client.close()
-            except Exception as error:  # close the others before reporting
-                errors.append(error)
-        if errors:
-            raise errors[0]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    unavailable = ActionsUnavailableError
 
 
 def settings_sender(settings: Settings) -> Sender | None:
