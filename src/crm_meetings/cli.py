@@ -32,6 +32,7 @@ from crm_meetings.commands import (
     store_url,
 )
 from crm_meetings.commands.contacts import app as contacts_app
+from crm_meetings.commands.meeting import app as meeting_app
 from crm_meetings.commands.outbox import app as outbox_app
 from crm_meetings.commands.rotation import app as rotation_app
 from crm_meetings.commands.sandbox import app as sandbox_app
@@ -62,6 +63,7 @@ app.add_typer(web_app, name="web")
 app.add_typer(rotation_app, name="rotation")
 app.add_typer(senders_app, name="senders")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(meeting_app, name="meeting")
 app.add_typer(sync_app, name="sync")
 app.add_typer(worker_app, name="worker")
 

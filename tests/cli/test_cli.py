@@ -192,9 +192,10 @@ def test_outbox_list_on_a_fresh_store(workdir: Path) -> None:
     assert "The outbox is empty." in listed.stdout
 
 
-@pytest.mark.parametrize(
-    "command", ["sandbox", "web", "rotation", "senders", "contacts", "outbox", "sync", "worker"]
-)
+SUB_APPS = ["sandbox", "web", "rotation", "senders", "contacts", "outbox", "sync", "worker"]
+
+
+@pytest.mark.parametrize("command", [*SUB_APPS, "meeting"])
 def test_every_sub_app_is_wired(workdir: Path, command: str) -> None:
     shown = run(command, "--help", cwd=workdir)
     assert shown.returncode == 0, shown.stderr
