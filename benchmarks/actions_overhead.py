@@ -176,7 +176,7 @@ def main() -> str:
         f"p95 < {TARGET_MS:.0f} ms",
     ]
     notes = (
-        f"\nSizes: {runs:,} runs ({'quick' if quick() else 'full'}), after one warm-up run; "
+        f"\n\nSizes: {runs:,} runs ({'quick' if quick() else 'full'}), after one warm-up run; "
         "SQLite store on local disk. Overhead = the action's wall time − time inside the "
         "connector's and provider's methods (their HTTP round trips, SDK encoding included)."
     )

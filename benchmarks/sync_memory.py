@@ -134,7 +134,7 @@ def main() -> str:
         "sync's own MB",
     ]
     notes = (
-        f"\nSizes: {small:,} vs {large:,} ({'quick' if quick() else 'full'}); the issue asks "
+        f"\n\nSizes: {small:,} vs {large:,} ({'quick' if quick() else 'full'}); the issue asks "
         f"{ISSUE_SIZES[0]:,} vs {ISSUE_SIZES[1]:,}, which at this machine's ~25 ms per "
         "synced meeting would take over 40 minutes.\n\n"
         f"Peak RSS grows {growth:.1f} MB from {small:,} to {large:,} meetings "
