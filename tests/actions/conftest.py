@@ -49,9 +49,15 @@ ORGANIZER = Person(providers.SEED_ORGANIZER, "Ada Lovelace")
 CRMS = sorted(p.stem.removeprefix("harness_") for p in (TESTS / "contract").glob("harness_*.py"))
 RIGS = [*(f"{crm}-zoom" for crm in CRMS), *(["hubspot-goto"] if "hubspot" in CRMS else [])]
 
-#: the HTTP methods each write uses; Salesforce creates Events by upsert on their
-#: external id (PATCH), so a create fault covers PATCH as well as POST
-_METHODS = {"create": ("POST", "PATCH"), "update": ("PATCH", "PUT"), "delete": ("DELETE",)}
+#: the (method, endpoint) pairs each write uses; a CRM create is named by its endpoint,
+#: since reads before it (the related-record check) also POST on HubSpot and Zoho, and
+#: Salesforce creates Events by upsert on their external id (PATCH)
+_METHODS = {"create": ("POST",), "update": ("PATCH", "PUT"), "delete": ("DELETE",)}
+_CREATES = {
+    "salesforce": ("PATCH", "*/composite/sobjects/{sobject}/{field}"),
+    "hubspot": ("POST", "*/objects/{objectType}/batch/create"),
+    "zoho": ("POST", "/crm/v8/{module}"),
+}
 #: "refused": the vendor said no (429), nothing happened; "unknown": a 503, which the
 #: caller cannot tell from "done, but the answer was lost"
 _KINDS = {"refused": FaultKind.RATE_LIMITED, "unknown": FaultKind.SERVER_ERROR}
@@ -82,8 +88,11 @@ class Rig:
 
     def _fail(self, vendor: str, operation: str, kind: str, times: int) -> None:
         plan = FaultPlan(fail_next=20 * times, fail_kind=_KINDS[kind], retry_after=0.0)
-        for method in _METHODS[operation]:
-            self.sandbox.faults.set(vendor, plan, method=method)
+        targets = [(method, "*") for method in _METHODS[operation]]
+        if operation == "create" and vendor in _CREATES:
+            targets = [_CREATES[vendor]]
+        for method, endpoint in targets:
+            self.sandbox.faults.set(vendor, plan, method=method, endpoint=endpoint)
 
     def fail_crm(self, operation: str, kind: str, times: int = 1) -> None:
         self._fail(self.crm, operation, kind, times)
