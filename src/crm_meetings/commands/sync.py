@@ -154,7 +154,7 @@ class _Bars:
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("sessions"),
+            TextColumn("meetings"),
             TimeElapsedColumn(),
             console=err_console,
             disable=quiet,

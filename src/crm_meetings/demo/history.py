@@ -103,8 +103,6 @@ def sync_history(system: DemoSystem, console: Console, crm: str, provider: str) 
             bar.update(task, completed=done, total=total)
 
         first = engine.sync_organizer(organizer, progress=advance)
-        written = first.counters.sessions_written
-        bar.update(task, total=written, completed=written)
     second = engine.sync_organizer(organizer)
     for name, report in (("first", first), ("second", second)):
         if report.status is not SyncRunStatus.SUCCEEDED:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -68,7 +68,7 @@ class _Tally:
     errors: list[str] = field(default_factory=list)
 
 
-Progress = Callable[[int, int], None]  # (done, total) sessions
+Progress = Callable[[int, int], None]  # (done, total) meetings the provider says ran
 
 
 def _checkpoint_object(organizer: str) -> str:
@@ -122,8 +122,7 @@ class HistorySync:
         with self._run(kind, organizer=organizer) as run:
             ran = self.provider.meetings_ran(organizer, since, now)
             ids = list(dict.fromkeys(meeting.id for meeting in ran))
-            pending = list(self._collect(ids, run.tally))
-            complete = self._write(pending, run, progress)
+            complete = self._write(self._collect(ids, run.tally, progress), run)
             if complete and not self.options.dry_run and not backfill:
                 with self.store.transaction() as uow:
                     uow.checkpoints.set(
@@ -153,8 +152,9 @@ class HistorySync:
             if not sessions:
                 raise NoSessionExistsError(meeting_id)
             run.tally.meetings_seen += 1
-            pending = list(self._changed(meeting, sessions))
-            self._write(pending, run, progress)
+            self._write(self._changed(meeting, sessions), run)
+            if progress is not None:
+                progress(1, 1)
         return run.report
 
     # --- steps ----------------------------------------------------------------------
@@ -166,22 +166,31 @@ class HistorySync:
             )
         return [m for m in found if m.crm in self.connectors and m.crm_record_id]
 
-    def _collect(self, provider_ids: Sequence[str], tally: _Tally) -> Iterator[HistoryItem]:
-        for provider_id in provider_ids:
-            matches = self._match(provider_id)
-            if not matches:
-                tally.unmatched.append(provider_id)
-                continue
-            live = [m for m in matches if m.status is not MeetingStatus.DELETED]
-            if not live:
-                continue  # a tombstone: late data for a deleted meeting is ignored
-            try:
-                sessions = self.provider.sessions(provider_id)
-            except NoSessionExistsError:
-                continue
-            for meeting in live:
-                tally.meetings_seen += 1
-                yield from self._changed(meeting, sessions)
+    def _collect(
+        self, provider_ids: Sequence[str], tally: _Tally, progress: Progress | None
+    ) -> Iterator[HistoryItem]:
+        """What to write, meeting by meeting, produced lazily: a sync holds one batch at a
+        time in memory, however many meetings ran."""
+        for done, provider_id in enumerate(provider_ids, 1):
+            yield from self._collect_one(provider_id, tally)
+            if progress is not None:
+                progress(done, len(provider_ids))
+
+    def _collect_one(self, provider_id: str, tally: _Tally) -> Iterator[HistoryItem]:
+        matches = self._match(provider_id)
+        if not matches:
+            tally.unmatched.append(provider_id)
+            return
+        live = [m for m in matches if m.status is not MeetingStatus.DELETED]
+        if not live:
+            return  # a tombstone: late data for a deleted meeting is ignored
+        try:
+            sessions = self.provider.sessions(provider_id)
+        except NoSessionExistsError:
+            return
+        for meeting in live:
+            tally.meetings_seen += 1
+            yield from self._changed(meeting, sessions)
 
     def _changed(self, meeting: Meeting, sessions: Sequence[Session]) -> Iterator[HistoryItem]:
         """The sessions the store does not hold, identical and attached to ``meeting``."""
@@ -191,13 +200,11 @@ class HistorySync:
         if fresh:
             yield HistoryItem(meeting, fresh)
 
-    def _write(self, pending: list[HistoryItem], run: _Run, progress: Progress | None) -> bool:
-        """Write batch by batch; True when every session was accepted."""
-        total = sum(len(item.sessions) for item in pending)
+    def _write(self, pending: Iterable[HistoryItem], run: _Run) -> bool:
+        """Write batch by batch as batches fill; True when every session was accepted."""
         if self.options.dry_run:
             run.planned = tuple(pending)
             return True
-        done = 0
         complete = True
         for crm, batch in _batches(pending):
             connector = self.connectors[crm]
@@ -230,9 +237,6 @@ class HistorySync:
                     run.tally.participants_written += sum(len(s.participants) for s in sessions)
                 if run.run_id is not None:
                     uow.runs.progress(run.run_id, run.counters())
-            done += sum(len(item.sessions) for item in batch)
-            if progress is not None:
-                progress(done, total)
         return complete
 
     # --- run bookkeeping ------------------------------------------------------------
@@ -245,21 +249,21 @@ def _ok(result: object) -> bool:
     return result is not None and bool(getattr(result, "ok", False))
 
 
-def _batches(items: Sequence[HistoryItem]) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
-    """Group by CRM, then cut into batches of about 200 sessions (any CRM's upper limit
-    is honoured again inside its connector)."""
-    by_crm: dict[CrmKind, list[HistoryItem]] = {}
+def _batches(items: Iterable[HistoryItem]) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
+    """Per CRM, batches of about 200 sessions, each handed on as soon as it is full (any
+    CRM's own limit is honoured again inside its connector)."""
+    batches: dict[CrmKind, list[HistoryItem]] = {}
+    sizes: dict[CrmKind, int] = {}
     for item in items:
-        by_crm.setdefault(item.meeting.crm, []).append(item)
-    for crm, crm_items in by_crm.items():
-        batch: list[HistoryItem] = []
-        size = 0
-        for item in crm_items:
-            if batch and size + len(item.sessions) > _BATCH_SESSIONS:
-                yield crm, batch
-                batch, size = [], 0
-            batch.append(item)
-            size += len(item.sessions)
+        crm = item.meeting.crm
+        batch = batches.setdefault(crm, [])
+        if batch and sizes[crm] + len(item.sessions) > _BATCH_SESSIONS:
+            yield crm, batch
+            batch = batches[crm] = []
+            sizes[crm] = 0
+        batch.append(item)
+        sizes[crm] = sizes.get(crm, 0) + len(item.sessions)
+    for crm, batch in batches.items():
         if batch:
             yield crm, batch
 
