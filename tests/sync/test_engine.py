@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -78,15 +79,13 @@ class World:
         return self.sandbox.calls.count(self.crm)
 
 
-@pytest.fixture(
-    params=[(crm, provider) for crm in sorted(HARNESSES) for provider in ("zoom", "goto")],
-    ids=lambda p: f"{p[0]}-{p[1]}",
-)
-def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    crm, provider_name = request.param
+@contextmanager
+def built_world(crm: str, provider_name: str, meetings: int, tmp_path: Path) -> Iterator[World]:
+    """A sandbox with one CRM and one provider, our copy of every seeded meeting in both."""
     seed = SeedSpec(
-        seed=11, meetings=10, organizers=1, records=3, started_share=0.6, provider=provider_name
-    )
+        seed=11, meetings=meetings, organizers=1, records=3, started_share=0.6,
+        provider=provider_name,
+    )  # fmt: skip
     sandbox = Sandbox([crm, provider_name], seed=seed)
     sandbox.start()
     store_url = f"sqlite+pysqlite:///{tmp_path / 'sync.db'}"
@@ -97,15 +96,23 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     provider = build(sandbox, [])
     try:
         assert sandbox.data is not None
-        meetings = _schedule(sandbox.data, crm, provider_name, connector, store)
-        yield World(crm, provider_name, sandbox, sandbox.data, connector, provider, store, meetings)
+        ours = _schedule(sandbox.data, crm, provider_name, connector, store)
+        yield World(crm, provider_name, sandbox, sandbox.data, connector, provider, store, ours)
     finally:
         provider.close()
-        close = getattr(connector, "close", None)
-        if callable(close):
-            close()
+        connector.close()
         store.dispose()
         sandbox.stop()
+
+
+@pytest.fixture(
+    params=[(crm, provider) for crm in sorted(HARNESSES) for provider in ("zoom", "goto")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    crm, provider_name = request.param
+    with built_world(crm, provider_name, 10, tmp_path) as made:
+        yield made
 
 
 def _schedule(
@@ -235,3 +242,48 @@ def test_dry_run_shows_the_diff_and_writes_nothing(world: World) -> None:
     assert world.crm_sessions() == []
     with world.store.transaction() as uow:
         assert uow.runs.list_recent() == []
+
+
+class Interrupted(Exception):
+    """Stands for the process dying at a chosen point of a run."""
+
+
+@pytest.mark.parametrize(("cut", "written_before"), [(0.25, 0), (0.5, 0), (0.9, 200)])
+def test_a_run_cut_anywhere_in_several_batches_resumes_to_the_same_state(
+    tmp_path: Path, cut: float, written_before: int
+) -> None:
+    with built_world("salesforce", "goto", 300, tmp_path) as world:
+        expected = world.expected_sessions()
+        assert expected > 200, "several CRM batches of 200 sessions"
+        ran = sum(1 for m in world.data.meetings if m.sessions)
+        stop_at = max(1, int(ran * cut))
+
+        def die(done: int, total: int) -> None:
+            if done == stop_at:
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            world.engine().sync_organizer(ORGANIZER, progress=die)
+        partial = len(world.crm_sessions())
+        assert written_before <= partial < expected, "full batches are written as they fill"
+
+        resumed = world.engine().sync_organizer(ORGANIZER)
+        assert resumed.status is SyncRunStatus.SUCCEEDED
+        assert resumed.counters.sessions_written == expected - partial
+        keys = [row["Provider_Session_Id__c"] for row in world.crm_sessions()]
+        assert len(keys) == len(set(keys)) == expected, "every session once, none twice"
+        assert world.engine().sync_organizer(ORGANIZER).counters.sessions_written == 0
+
+
+def test_a_spent_api_budget_stops_cleanly_and_the_next_run_resumes(world: World) -> None:
+    assert world.connector.budget().remaining is not None
+    stopped = world.engine(min_budget=10**9).sync_organizer(ORGANIZER)
+    assert stopped.status is SyncRunStatus.PARTIAL
+    assert any("API budget" in error for error in stopped.counters.errors)
+    assert world.crm_sessions() == []
+    with world.store.transaction() as uow:
+        cursor = uow.checkpoints.get("default", world.provider_name, f"sessions:{ORGANIZER}")
+    assert cursor is None, "a stopped run leaves the checkpoint where it was"
+    resumed = world.engine().sync_organizer(ORGANIZER)
+    assert resumed.status is SyncRunStatus.SUCCEEDED
+    assert len(world.crm_sessions()) == world.expected_sessions()
