@@ -248,7 +248,7 @@ class Interrupted(Exception):
     """Stands for the process dying at a chosen point of a run."""
 
 
-@pytest.mark.parametrize(("cut", "written_before"), [(0.25, 0), (0.5, 0), (0.9, 200)])
+@pytest.mark.parametrize(("cut", "written_before"), [(0.25, 0), (0.5, 0), (0.9, 150)])
 def test_a_run_cut_anywhere_in_several_batches_resumes_to_the_same_state(
     tmp_path: Path, cut: float, written_before: int
 ) -> None:
