@@ -91,6 +91,10 @@ def _floor_minute(value: datetime) -> datetime:
     return value.replace(second=0, microsecond=0)
 
 
+_API_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}")
+_RECORD_ID: Final = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+
+
 class SalesforceConnector:
     """Meetings as Salesforce Events (see ``crm_meetings.connectors.salesforce``)."""
 
@@ -305,6 +309,16 @@ class SalesforceConnector:
             if page:
                 return page[0]
         raise NotFoundError(f"salesforce: Event {record_id} does not exist")
+
+    def record_visible(self, ref: RecordRef) -> bool:
+        """Whether the record exists and the connected user sees it (one GET, Id only)."""
+        if not _API_NAME.fullmatch(ref.object_type) or not _RECORD_ID.fullmatch(ref.record_id):
+            return False
+        try:
+            self._rest(f"sobjects/{ref.object_type}/{ref.record_id}", params={"fields": "Id"})
+        except NotFoundError:
+            return False
+        return True
 
     def create(self, meeting: Meeting) -> Meeting:
         (result,) = self.create_many([meeting])

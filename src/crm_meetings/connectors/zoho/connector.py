@@ -37,6 +37,7 @@ attempt made, which counts as success.
 from __future__ import annotations
 
 import dataclasses
+import re
 import ssl
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -331,6 +332,19 @@ class ZohoConnector:
         if not rows:
             raise NotFoundError(f"zoho: no Event {record_id}")
         return meeting_from_zoho(rows[0])
+
+    def record_visible(self, ref: RecordRef) -> bool:
+        """Whether the record exists and this org's credentials see it (one GET, id only)."""
+        module = module_of(ref)
+        if not ref.record_id.isdigit() or not _API_NAME.fullmatch(module):
+            return False
+        response = self._call(
+            "GET",
+            "/{module}/{id}",
+            path=f"/{module}/{ref.record_id}",
+            params={"fields": "id"},
+        )
+        return response.status_code == 200 and bool(_json(response).get("data"))
 
     def create(self, meeting: Meeting) -> Meeting:
         ((result, modified),) = self._insert([meeting])
@@ -701,6 +715,9 @@ def _cursor(mark: datetime | None) -> str | None:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+_API_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 
 
 def _check_id(record_id: str) -> None:
