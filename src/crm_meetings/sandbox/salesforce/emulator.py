@@ -153,6 +153,7 @@ class SalesforceEmulator:
         self.api_usage = 0
         self.api_limit = API_LIMIT
         self.reject_subject: str | None = None  # a validation rule: this Subject is refused
+        self.missing_objects: set[str] = set()  # objects this org lacks (not deployed)
         self.seed_ids: dict[str, str] = {}  # seed key -> Salesforce id
         self.user_id = self._seed_row(
             "User",
@@ -627,12 +628,11 @@ class SalesforceEmulator:
 
     # handlers
 
-    @staticmethod
-    def _object(request: Request) -> SObject:
-        try:
-            return OBJECTS[request.path_params["sobject"]]
-        except KeyError:
-            raise _not_found() from None
+    def _object(self, request: Request) -> SObject:
+        name = request.path_params["sobject"]
+        if name not in OBJECTS or name in self.missing_objects:
+            raise _not_found()
+        return OBJECTS[name]
 
     @staticmethod
     async def _body(request: Request) -> Any:
