@@ -40,10 +40,10 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import unquote
 
 import httpx
@@ -76,6 +76,9 @@ DIAL_IN: Final = (
     {"country": "DE", "country_name": "Germany", "city": "", "number": "+49 6971049922",
      "type": "toll"},
 )  # fmt: skip
+
+
+_T = TypeVar("_T")
 
 
 def _zoom_time(value: datetime) -> str:
@@ -520,8 +523,10 @@ class ZoomEmulator:
                 mine = [m for m in mine if m.start >= now]
             elif kind not in ("scheduled", "live"):
                 raise _Invalid("type", f"{kind!r} is not a valid meeting list type")
-            rows = [m.summary() for m in sorted(mine, key=lambda m: (m.start, m.id))]
-        return self._page(request, rows, "meetings", f"meetings:{user.id}:{kind}")
+            mine.sort(key=lambda m: (m.start, m.id))
+            return self._page(
+                request, mine, _Meeting.summary, "meetings", f"meetings:{user.id}:{kind}"
+            )
 
     async def _create_meeting(self, request: Request) -> Response:
         subject = self._subject(request)
@@ -682,8 +687,13 @@ class ZoomEmulator:
             found = self._instance(key)
             if found is None:
                 return _not_found(key)
-            rows = [p.to_json() for p in found[1].participants]
-        return self._page(request, rows, "participants", f"participants:{key}")
+            return self._page(
+                request,
+                found[1].participants,
+                _Participant.to_json,
+                "participants",
+                f"participants:{key}",
+            )
 
     async def _report_meetings(self, request: Request) -> Response:
         subject = self._subject(request)
@@ -700,20 +710,31 @@ class ZoomEmulator:
         if last < first or (last - first).days > REPORT_MAX_DAYS:
             return _error(400, 300, "The date range must be within one month.")
         with self._lock:
-            rows = [
-                self._instance_row(meeting, instance)
+            found = [
+                (meeting, instance)
                 for meeting in self.meetings.values()
                 if meeting.host_id == user.id
                 for instance in meeting.instances
                 if first <= instance.start.astimezone(UTC).date() <= last
             ]
-        rows.sort(key=lambda row: (row["start_time"], row["uuid"]))
-        key = f"report:{user.id}:{first}:{last}"
-        response = self._page(request, rows, "meetings", key)
-        return response
+            found.sort(key=lambda pair: (_zoom_time(pair[1].start), pair[1].uuid))
+            key = f"report:{user.id}:{first}:{last}"
+            return self._page(
+                request, found, lambda pair: self._instance_row(*pair), "meetings", key
+            )
 
-    def _page(self, request: Request, rows: list[dict[str, Any]], name: str, key: str) -> Response:
-        """Zoom's token paging: ``page_size`` (clamped to 300) and ``next_page_token``."""
+    def _page(
+        self,
+        request: Request,
+        rows: Sequence[_T],
+        render: Callable[[_T], dict[str, Any]],
+        name: str,
+        key: str,
+    ) -> Response:
+        """Zoom's token paging: ``page_size`` (clamped to 300) and ``next_page_token``.
+
+        Only the page's rows are rendered (``render``), so a request costs its page.
+        """
         try:
             size = int(request.query_params.get("page_size", DEFAULT_PAGE_SIZE))
         except ValueError:
@@ -731,7 +752,7 @@ class ZoomEmulator:
             "page_size": size,
             "total_records": len(rows),
             "next_page_token": _token(following, key) if following < len(rows) else "",
-            name: page,
+            name: [render(row) for row in page],
         }
         if name == "meetings" and key.startswith("report:"):
             first, last = key.split(":")[2:4]

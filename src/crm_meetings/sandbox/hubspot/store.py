@@ -7,6 +7,7 @@ calls here and :class:`HubSpotApiError` into HubSpot's error body
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 import uuid
@@ -163,6 +164,8 @@ class Store:
     reject_title: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     _next_id: int = 10_000_000_001
+    # per object type, every record id as an int, ascending (ids only grow: appended)
+    _order: dict[str, list[int]] = field(default_factory=dict)
 
     # --- object types and properties -----------------------------------------------
 
@@ -322,6 +325,7 @@ class Store:
         }
         record = Record(record_id, object_type, props, now, now)
         self.records[object_type][record_id] = record
+        self._order.setdefault(object_type, []).append(int(record_id))
         return record
 
     def update(
@@ -382,15 +386,25 @@ class Store:
     def page(
         self, object_type: str, *, archived: bool, after: str | None, limit: int
     ) -> tuple[list[Record], str | None]:
-        """The list endpoint: records by id, ``after`` is the last id seen."""
-        rows = sorted(
-            (r for r in self.records[object_type].values() if r.archived == archived),
-            key=lambda r: int(r.id),
-        )
-        if after:
-            rows = [r for r in rows if int(r.id) > int(after)]
-        chunk = rows[:limit]
-        more = len(rows) > limit
+        """The list endpoint: records by id, ``after`` is the last id seen.
+
+        Walks the ids from ``after`` on (a bisection), so the work is the page's, not the
+        portal's: ``limit`` + 1 matching records (plus the other-archived ones skipped).
+        """
+        with self.lock:
+            ids = self._order.get(object_type, [])
+            records = self.records[object_type]
+            start = bisect.bisect_right(ids, int(after)) if after else 0
+            chunk: list[Record] = []
+            more = False
+            for record_id in ids[start:] if start else ids:
+                record = records[str(record_id)]
+                if record.archived != archived:
+                    continue
+                if len(chunk) == limit:
+                    more = True
+                    break
+                chunk.append(record)
         return chunk, (chunk[-1].id if more and chunk else None)
 
     # --- associations ----------------------------------------------------------------
