@@ -34,6 +34,7 @@ inner ``/``: Zoom documents no rule for those and a loopback server cannot tell 
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import itertools
@@ -249,6 +250,8 @@ class ZoomEmulator:
         self._lock = threading.RLock()
         self.users: dict[str, _User] = {}  # by id
         self.meetings: dict[int, _Meeting] = {}
+        # host id -> the host's meetings not deleted, by (start, id); rebuilt after a change
+        self._hosted: dict[str, list[_Meeting]] = {}
         self._ids = itertools.count(FIRST_NEW_MEETING_ID)
         self._env: SandboxEnv | None = None
 
@@ -298,6 +301,7 @@ class ZoomEmulator:
                     created_at=seeded.start - timedelta(days=7),
                 )
                 self.meetings[meeting_id] = meeting
+                self._hosted.clear()
                 for session in seeded.sessions:
                     self.record_session(
                         meeting_id, session.start, session.end, session.participants
@@ -516,17 +520,28 @@ class ZoomEmulator:
         assert self._env is not None
         now = self._env.clock()
         with self._lock:
-            mine = [m for m in self.meetings.values() if m.host_id == user.id and not m.deleted]
+            mine: Sequence[_Meeting] = self._hosted_by(user.id)
             if kind == "previous_meetings":
                 mine = [m for m in mine if m.instances or m.start < now]
             elif kind in ("upcoming", "upcoming_meetings"):
-                mine = [m for m in mine if m.start >= now]
+                mine = mine[bisect.bisect_left(mine, now, key=lambda m: m.start) :]
             elif kind not in ("scheduled", "live"):
                 raise _Invalid("type", f"{kind!r} is not a valid meeting list type")
-            mine.sort(key=lambda m: (m.start, m.id))
             return self._page(
                 request, mine, _Meeting.summary, "meetings", f"meetings:{user.id}:{kind}"
             )
+
+    def _hosted_by(self, host_id: str) -> list[_Meeting]:
+        """The host's meetings not deleted, by (start, id): indexed once per change of the
+        meetings, so a list request does not scan and sort every meeting."""
+        with self._lock:
+            if not self._hosted:
+                for meeting in self.meetings.values():
+                    if not meeting.deleted:
+                        self._hosted.setdefault(meeting.host_id, []).append(meeting)
+                for hosted in self._hosted.values():
+                    hosted.sort(key=lambda m: (m.start, m.id))
+            return self._hosted.get(host_id, [])
 
     async def _create_meeting(self, request: Request) -> Response:
         subject = self._subject(request)
@@ -557,6 +572,7 @@ class ZoomEmulator:
                 created_at=self._env.clock() if self._env else datetime.now(UTC),
             )
             self.meetings[meeting_id] = meeting
+            self._hosted.clear()
             return JSONResponse(meeting.details(), 201)
 
     @staticmethod
@@ -598,6 +614,7 @@ class ZoomEmulator:
                 return _not_found(request.path_params["meetingId"])
             if "start_time" in body:
                 meeting.start = _parse_zoom_time(body["start_time"], "start_time")
+                self._hosted.clear()
             if "duration" in body:
                 if not isinstance(body["duration"], int) or body["duration"] <= 0:
                     raise _Invalid("duration", "must be a positive number of minutes")
@@ -616,6 +633,7 @@ class ZoomEmulator:
             if meeting is None:
                 return _not_found(request.path_params["meetingId"])
             meeting.deleted = True
+            self._hosted.clear()
             meeting.cancel_reminder = (
                 request.query_params.get("cancel_meeting_reminder", "false") == "true"
             )
