@@ -1,0 +1,213 @@
+"""Crash anywhere, for real: the history sync and ``schedule`` run in a child process
+(``child.py``) that is SIGKILLed at seeded points, against one sandbox and one store this
+process owns; then restarted, and the final state checked.
+
+The child stops at every step boundary (each meeting the sync looks at, before and after
+each CRM batch write; each step of an action) until told to go on. A kill point is a step
+number and a delay: 0 kills the child while it waits at that boundary; otherwise it is let
+go and killed that many seconds later — anywhere inside the next step, mid-HTTP-call or
+mid-transaction. ``RELIABILITY_KILL_POINTS`` (default 20) sets how many, half for each.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).parent.parent
+CHILD = Path(__file__).parent / "child.py"
+KILL_POINTS = int(os.environ.get("RELIABILITY_KILL_POINTS", "20"))
+SEED = int(os.environ.get("RELIABILITY_SEED", "20261123"))
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+sync_world = _load(TESTS / "sync" / "test_engine.py", "reliability_sync_world")
+providers = _load(TESTS / "conferencing" / "conftest.py", "reliability_providers")
+
+_SESSION_FIELD = {
+    "salesforce": lambda row: row["Provider_Session_Id__c"],
+    "zoho": lambda row: row["Provider_Session_Id"],
+    "hubspot": lambda row: row["properties"]["crm_meetings_session_id"],
+}
+
+
+def session_key(crm: str, row: Any) -> str:
+    """The provider's session id a CRM history row carries (stored as ``vendor:id``)."""
+    return str(_SESSION_FIELD[crm](row)).rpartition(":")[2]
+
+
+def remote(sandbox: Any, crm: str, provider: str) -> dict[str, Any]:
+    """What the child needs to reach the sandbox as the harnesses do."""
+    refresh = (
+        sandbox.refresh_token("goto", subject=providers.SEED_ORGANIZER)
+        if provider == "goto"
+        else sandbox.refresh_token(provider)
+    )
+    return {
+        "crm": crm,
+        "provider": provider,
+        "ca_path": str(sandbox.ca_path),
+        "vendors": {
+            crm: {
+                "url": sandbox.url(crm),
+                "token": sandbox.token(crm),
+                "refresh": sandbox.refresh_token(crm),
+            },
+            provider: {"url": sandbox.url(provider), "token": "", "refresh": refresh},
+        },
+    }
+
+
+@dataclass
+class Outcome:
+    killed: bool
+    steps: list[str] = field(default_factory=list)
+    done: dict[str, Any] | None = None
+
+
+def run_child(config: dict[str, Any], workdir: Path, kill_at: int | None, delay: float) -> Outcome:
+    """Run the child; SIGKILL it at step ``kill_at`` (``delay`` seconds after letting it go)."""
+    path = workdir / "child.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    errors = workdir / "child.stderr"
+    outcome = Outcome(killed=False)
+    with (
+        errors.open("wb") as stderr,
+        subprocess.Popen(
+            [sys.executable, str(CHILD), str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        ) as child,
+    ):
+        assert child.stdin is not None
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.startswith("step "):
+                outcome.steps.append(line[5:].strip())
+                if len(outcome.steps) == kill_at:
+                    if delay:
+                        child.stdin.write("go\n")
+                        child.stdin.flush()
+                        _sleep(delay)
+                    os.kill(child.pid, signal.SIGKILL)
+                    outcome.killed = True
+                    break
+                child.stdin.write("go\n")
+                child.stdin.flush()
+            elif line.startswith("done "):
+                outcome.done = json.loads(line[5:])
+        child.wait()
+    if not outcome.killed:
+        assert child.returncode == 0, errors.read_text(encoding="utf-8", errors="replace")
+        assert outcome.done is not None
+    else:
+        assert child.returncode == -signal.SIGKILL
+    return outcome
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def kill_point(rng: random.Random, steps: int) -> tuple[int, float]:
+    at = rng.randint(1, steps)
+    return at, (0.0 if rng.random() < 0.4 else rng.uniform(0.0, 0.03))
+
+
+# --- the history sync ---------------------------------------------------------------------
+
+SYNC_RIGS = [("salesforce", "goto"), ("hubspot", "zoom"), ("zoho", "zoom")]
+
+
+@pytest.fixture(params=SYNC_RIGS, ids=lambda p: f"{p[0]}-{p[1]}")
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    crm, provider = request.param
+    with sync_world.built_world(crm, provider, 40, tmp_path) as built:
+        yield built
+
+
+def test_the_sync_killed_anywhere_then_rerun_writes_every_session_exactly_once(
+    world: Any, tmp_path: Path, tally: Counter[str]
+) -> None:
+    kills = math.ceil(KILL_POINTS / 2 / len(SYNC_RIGS))
+    rng = random.Random(f"{SEED}-sync-{world.crm}")
+    expected = world.expected_sessions()
+    ran = sum(1 for m in world.data.meetings if m.sessions)
+    config = remote(world.sandbox, world.crm, world.provider_name)
+    config |= {
+        "mode": "sync",
+        "store_url": f"sqlite+pysqlite:///{tmp_path / 'sync.db'}",
+        "organizer": sync_world.ORGANIZER,
+    }
+    attempt = 0
+
+    def run(kill_at: int | None, delay: float = 0.0) -> Outcome:
+        nonlocal attempt
+        # a killed run keeps its lease (30 minutes): each restart comes after it ran out
+        now = sync_world.NOW + timedelta(minutes=31 * attempt)
+        attempt += 1
+        return run_child(config | {"now": now.isoformat()}, tmp_path, kill_at, delay)
+
+    for _ in range(kills):
+        # steps of a run: each meeting that ran, and 2 around the CRM batch write
+        at, delay = kill_point(rng, ran + 2)
+        outcome = run(at, delay)
+        assert outcome.killed, outcome.steps[-3:]
+        tally["kill_points"] += 1
+        in_crm = [session_key(world.crm, row) for row in world.crm_sessions()]
+        duplicates = len(in_crm) - len(set(in_crm))
+        tally["duplicates"] += duplicates
+        assert duplicates == 0
+        with world.store.transaction() as uow:
+            stored = {
+                s.provider_session_id
+                for m in world.meetings
+                for s in uow.sessions.list_for_meeting(m.id)
+            }
+        assert stored <= set(in_crm), "the store never records a session the CRM lacks"
+
+    final = run(None)
+    assert final.done is not None
+    assert final.done["status"] == "succeeded"
+    in_crm = [session_key(world.crm, row) for row in world.crm_sessions()]
+    tally["duplicates"] += len(in_crm) - len(set(in_crm))
+    tally["lost"] += max(0, expected - len(set(in_crm)))
+    with world.store.transaction() as uow:
+        stored_ids = sorted(
+            s.provider_session_id
+            for m in world.meetings
+            for s in uow.sessions.list_for_meeting(m.id)
+        )
+    # as an uninterrupted run: each seeded session once in the CRM and once in the store
+    assert len(in_crm) == len(set(in_crm)) == expected
+    assert sorted(in_crm) == stored_ids
+    again = run(None)
+    assert again.done == {"status": "succeeded", "written": 0}
