@@ -27,7 +27,7 @@ from crm_meetings.errors import CrmMeetingsError
 from crm_meetings.redaction import redact
 from crm_meetings.store import Clock, Store
 from crm_meetings.store.repositories import utc_now
-from crm_meetings.web import actions_api, api, pages
+from crm_meetings.web import actions_api, api, booking, contacts_api, pages
 from crm_meetings.web.deps import WebState
 from crm_meetings.web.security import Authenticator, SessionCodec
 from crm_meetings.web.services import WebServices
@@ -74,6 +74,9 @@ def create_app(
     app.state.web = WebState(settings, store, clock, services, auth, templates)
     app.include_router(api.router)
     app.include_router(actions_api.router)
+    app.include_router(booking.api)
+    app.include_router(contacts_api.router)
+    app.include_router(booking.public)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(CrmMeetingsError, _crm_error)

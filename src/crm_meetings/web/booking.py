@@ -1,0 +1,287 @@
+"""The public booking page, the owner's approval links, and the owner's queue in the API.
+
+- ``GET /book/{owner}``: a small form (e-mail, name, message). ``POST /book/{owner}``
+  takes the same fields as JSON (answers JSON) or as a form (answers the page), and hands
+  them to :meth:`~crm_meetings.routing.requests.TrustRepository.receive` as a web request
+  (``cc=None``: the in-copy rule is for e-mail). A trusted requester is offered the
+  owner's free slots at once (and gets them by e-mail, the owner in copy); an untrusted
+  one waits for the owner's approval. Requests are limited per client address.
+- ``GET /approvals/{token}``: the owner's approve / decline link
+  (:meth:`~crm_meetings.routing.requests.TrustRepository.resolve`); an approved request is
+  offered slots. Expired, reused or tampered links answer 403, an already answered
+  request 409, as a page for a browser.
+- ``GET /api/v1/booking-requests``: the caller's pending requests, in their org.
+
+Links are signed with the key ``crm-meetings rotation trust`` derives from
+``[web].session_secret`` (:func:`crm_meetings.commands.rotation.assistant_config`), so
+the links the CLI's listener mails and the ones this app mails are the same.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
+
+import pydantic
+import sqlalchemy as sa
+from fastapi import APIRouter, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from crm_meetings.commands.rotation import assistant_config
+from crm_meetings.config import Settings
+from crm_meetings.errors import CrmMeetingsError
+from crm_meetings.model import normalize_email
+from crm_meetings.routing.requests import (
+    AssistantConfig,
+    BookingRequest,
+    RequestStatus,
+    TrustRepository,
+)
+from crm_meetings.routing.slots import Slot
+from crm_meetings.routing.tables import TrustCircleRow
+from crm_meetings.web.deps import Caller, State, WebState, web_state
+
+__all__ = [
+    "BookingIn",
+    "BookingOut",
+    "BookingRequestOut",
+    "RateLimiter",
+    "TooManyRequestsError",
+    "api",
+    "booking_config",
+    "public",
+]
+
+public = APIRouter(tags=["booking"])
+api = APIRouter(prefix="/api/v1", tags=["booking"])
+
+Owner = Annotated[str, Path(min_length=3, max_length=320)]
+Token = Annotated[str, Path(min_length=1, max_length=2048)]
+WAITING: Final = "Your request is waiting for the owner's approval; you will hear back by e-mail."
+
+
+class TooManyRequestsError(CrmMeetingsError):
+    code = "too_many_requests"
+    http_status = 429
+    default_hint = "Wait a few minutes and send the request again."
+
+
+class RateLimiter:
+    """At most ``limit`` hits per key in a sliding ``window`` (seconds, monotonic)."""
+
+    def __init__(self, limit: int = 10, window: float = 600.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, now: float | None = None) -> None:
+        moment = time.monotonic() if now is None else now
+        with self._lock:
+            hits = self._hits.setdefault(key, deque())
+            while hits and hits[0] <= moment - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                raise TooManyRequestsError(
+                    "Too many booking requests from your address.",
+                    hint=f"Wait {int(self.window // 60)} minutes and try again.",
+                )
+            hits.append(moment)
+            if len(self._hits) > 10_000:  # forget addresses idle for a whole window
+                for stale in [k for k, v in self._hits.items() if v[-1] <= moment - self.window]:
+                    del self._hits[stale]
+
+
+def _limiter(request: Request) -> RateLimiter:
+    found = getattr(request.app.state, "booking_limiter", None)
+    if not isinstance(found, RateLimiter):
+        found = RateLimiter()
+        request.app.state.booking_limiter = found
+    return found
+
+
+def booking_config(settings: Settings) -> AssistantConfig:
+    """The assistant as the CLI's ``rotation trust`` commands make it: the From is
+    ``[smtp] from_address`` (else ``assistant@`` the public host), links signed with the
+    key derived from ``[web].session_secret``."""
+    if settings.smtp.from_address is not None:
+        address = str(settings.smtp.from_address)
+    else:
+        host = urlsplit(str(settings.web.public_url or "")).hostname or "localhost.localdomain"
+        address = f"assistant@{host}"
+    return assistant_config(settings, address)
+
+
+# --- schemas --------------------------------------------------------------------------
+
+
+class BookingIn(BaseModel):
+    """What the booking page asks for; the address is the requester's identity."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: str = Field(min_length=3, max_length=320)
+    name: str = Field(default="", max_length=255)
+    message: str = Field(default="", max_length=5000)
+
+
+class SlotOut(BaseModel):
+    start: datetime
+    end: datetime
+
+
+class BookingOut(BaseModel):
+    request_id: str
+    status: str
+    message: str
+    slots: list[SlotOut]
+
+
+class BookingRequestOut(BaseModel):
+    id: str
+    requester: str
+    requester_name: str
+    channel: str
+    subject: str
+    body: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, r: BookingRequest) -> BookingRequestOut:
+        return cls(
+            id=r.id, requester=r.requester, requester_name=r.requester_name,
+            channel=r.channel, subject=r.subject, body=r.body, status=r.status.value,
+            created_at=r.created_at, expires_at=r.expires_at,
+        )  # fmt: skip
+
+
+# --- the public page ------------------------------------------------------------------
+
+
+def _page(state: WebState, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
+    return state.templates.TemplateResponse(request, name, ctx, status_code=status)
+
+
+@public.get("/book/{owner}", response_class=HTMLResponse, include_in_schema=False)
+def booking_page(owner: Owner, request: Request, state: State) -> Response:
+    """The booking form for ``owner``."""
+    email = normalize_email(owner, "owner")
+    with state.store.transaction() as uow:
+        uow.repository(TrustRepository).circle(email)  # 404 for an owner who never signed up
+    return _page(state, request, "book.html", owner=email, outcome=None)
+
+
+def _book(state: WebState, owner: str, data: BookingIn) -> tuple[BookingRequest, list[Slot]]:
+    config = booking_config(state.settings)
+    with state.store.transaction() as uow:
+        trust = uow.repository(TrustRepository)
+        first_line = data.message.splitlines()[0][:200] if data.message else ""
+        booked = trust.receive(
+            owner, data.email, config=config, requester_name=data.name,
+            subject=first_line or "Meeting request from the booking page",
+            body=data.message, cc=None,
+        )  # fmt: skip
+        slots = trust.offer_slots(booked.id, config=config) if _offered(booked) else []
+    return booked, slots
+
+
+def _offered(booked: BookingRequest) -> bool:
+    return booked.status in (RequestStatus.ACCEPTED, RequestStatus.APPROVED)
+
+
+def _outcome(booked: BookingRequest, slots: list[Slot]) -> BookingOut:
+    if not _offered(booked):
+        message = WAITING
+    elif slots:
+        message = "Here are the owner's free times; they were also sent to you by e-mail."
+    else:
+        message = "The owner has no free time in the coming days; you will hear back by e-mail."
+    return BookingOut(
+        request_id=booked.id, status=booked.status.value, message=message,
+        slots=[SlotOut(start=a, end=b) for a, b in slots],
+    )  # fmt: skip
+
+
+_FORMS: Final = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@public.post(
+    "/book/{owner}",
+    response_model=BookingOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BookingIn.model_json_schema()}},
+        }
+    },
+)
+async def book(owner: Owner, request: Request) -> Response:
+    """Ask ``owner`` for a meeting (JSON in, JSON out; a form post gets the page back)."""
+    state = web_state(request)
+    client = request.client.host if request.client else "unknown"
+    _limiter(request).hit(client)
+    as_form = request.headers.get("content-type", "").startswith(_FORMS)
+    raw: Any
+    if as_form:
+        raw = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    else:
+        try:
+            raw = await request.json()
+        except ValueError:
+            raw = None
+    try:
+        data = BookingIn.model_validate(raw)
+    except pydantic.ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False)) from None
+    email = normalize_email(owner, "owner")
+    data = data.model_copy(update={"email": normalize_email(data.email, "email")})
+    booked, slots = await run_in_threadpool(_book, state, email, data)
+    outcome = _outcome(booked, slots)
+    if as_form:
+        return _page(state, request, "book.html", owner=email, outcome=outcome)
+    return JSONResponse(outcome.model_dump(mode="json"))
+
+
+# --- approval links -------------------------------------------------------------------
+
+
+def _resolve(state: WebState, token: str) -> tuple[BookingRequest, list[Slot]]:
+    config = booking_config(state.settings)
+    with state.store.transaction() as uow:
+        trust = uow.repository(TrustRepository)
+        resolved = trust.resolve(token, secret=config.secret)
+        slots = trust.offer_slots(resolved.id, config=config) if _offered(resolved) else []
+    return resolved, slots
+
+
+@public.get("/approvals/{token}", response_class=HTMLResponse)
+def approval(token: Token, request: Request, state: State) -> Response:
+    """Follow an approve / decline link from the owner's e-mail (single use)."""
+    resolved, slots = _resolve(state, token)
+    return _page(state, request, "approval.html", booking=resolved, slots=slots)
+
+
+# --- the owner's queue ----------------------------------------------------------------
+
+
+@api.get("/booking-requests", response_model=list[BookingRequestOut])
+def booking_requests(caller: Caller, state: State) -> list[BookingRequestOut]:
+    """The caller's booking requests waiting for their approval, oldest first."""
+    owner = caller.actor().email
+    with state.store.transaction() as uow:
+        org = uow.session.scalar(
+            sa.select(TrustCircleRow.org_id).where(TrustCircleRow.owner == owner)
+        )
+        if org != caller.org_id:  # no circle, or a circle in another org
+            return []
+        found = uow.repository(TrustRepository).queue(owner)
+    return [BookingRequestOut.of(r) for r in found]
