@@ -1,6 +1,7 @@
 """The Salesforce connector through simple-salesforce over HTTPS against the sandbox.
 
-Paging, incremental windows, refresh failures, the API budget and ``check()``; the
+Paging, incremental windows, refresh failures, the JWT bearer flow, the API budget and
+``check()``; the
 shared behaviour is in ``tests/contract``. Each test gets a fresh sandbox; the connector
 is closed before the sandbox stops (an idle keep-alive TLS connection would hold up the
 server's shutdown).
@@ -11,10 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from crm_meetings.config import SalesforceSettings
 from crm_meetings.connectors.salesforce import SalesforceConnector
 from crm_meetings.errors import RefreshFailedError
 from crm_meetings.model import CrmKind, Meeting, Person, RecordRef, new_meeting
@@ -283,3 +289,173 @@ def test_check_reports_bad_credentials_with_a_fix(sandbox: Sandbox, build: Build
     (check,) = connector.check()
     assert not check.ok
     assert "refresh_token" in check.fix
+
+
+# --- OAuth 2.0 JWT bearer -------------------------------------------------------------
+
+JWT_APP = "jwt-connected-app"
+INTEGRATION_USER = "integration@crm-meetings.example.sandbox"
+
+
+def key_pair() -> tuple[bytes, bytes]:
+    """(private key PEM, public key PEM): a throwaway RSA pair, as for a connected app."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def app_keys() -> tuple[bytes, bytes]:
+    return key_pair()
+
+
+@pytest.fixture
+def jwt_sandbox(sandbox: Sandbox, app_keys: tuple[bytes, bytes]) -> Sandbox:
+    """The sandbox with the connected app's certificate (its public key) uploaded."""
+    emulator(sandbox).register_jwt_key(JWT_APP, app_keys[1])
+    return sandbox
+
+
+def jwt_connector(build: Build, private_key: bytes, **overrides: Any) -> SalesforceConnector:
+    values: dict[str, Any] = {
+        "access_token": None,
+        "refresh_token": None,
+        "client_id": JWT_APP,
+        "client_secret": None,
+        "username": INTEGRATION_USER,
+        "private_key": private_key,
+    }
+    return build(**{**values, **overrides})
+
+
+def test_jwt_bearer_sign_in_works(
+    jwt_sandbox: Sandbox, build: Build, app_keys: tuple[bytes, bytes]
+) -> None:
+    connector = jwt_connector(build, app_keys[0])
+    assert connector.uses_jwt
+    event = emulator(jwt_sandbox).seed_ids["meeting-0"]
+    assert connector.get(event).crm_record_id == event
+    assert jwt_sandbox.calls.count(VENDOR, endpoint="*/oauth2/token") == 1
+
+
+def test_the_assertion_carries_the_documented_claims(
+    jwt_sandbox: Sandbox, build: Build, app_keys: tuple[bytes, bytes]
+) -> None:
+    connector = jwt_connector(build, app_keys[0])
+    claims = jwt.decode(
+        connector._assertion(),
+        app_keys[1],
+        algorithms=["RS256"],
+        audience=jwt_sandbox.url(VENDOR),
+    )
+    assert (claims["iss"], claims["sub"]) == (JWT_APP, INTEGRATION_USER)
+    lifetime = claims["exp"] - datetime.now(UTC).timestamp()
+    assert 0 < lifetime <= 180
+
+
+def test_an_expired_jwt_session_signs_in_again_with_a_new_assertion(
+    jwt_sandbox: Sandbox, build: Build, app_keys: tuple[bytes, bytes]
+) -> None:
+    connector = jwt_connector(build, app_keys[0])
+    event = emulator(jwt_sandbox).seed_ids["meeting-0"]
+    connector.get(event)
+    jwt_sandbox.expire_tokens(VENDOR)
+    assert connector.get(event).crm_record_id == event
+    assert jwt_sandbox.calls.count(VENDOR, endpoint="*/oauth2/token") == 2
+
+
+def test_a_wrong_key_is_a_clear_refresh_failed_error(jwt_sandbox: Sandbox, build: Build) -> None:
+    other_private, _ = key_pair()
+    connector = jwt_connector(build, other_private)
+    with pytest.raises(RefreshFailedError) as info:
+        connector.record_types()
+    error = info.value
+    assert (error.vendor, error.status, error.vendor_code) == (VENDOR, 400, "invalid_grant")
+    assert "JWT sign-in as integration@crm-meetings.example.sandbox refused" in (error.message)
+    assert "invalid assertion" in error.message
+    assert "private_key_file" in error.hint
+
+
+def test_an_unknown_user_or_app_is_refused_by_name(
+    jwt_sandbox: Sandbox, build: Build, app_keys: tuple[bytes, bytes]
+) -> None:
+    stranger = jwt_connector(build, app_keys[0], username="nobody@example.com")
+    with pytest.raises(RefreshFailedError, match="hasn't approved this consumer"):
+        stranger.record_types()
+    unknown_app = jwt_connector(build, app_keys[0], client_id="not-registered")
+    with pytest.raises(RefreshFailedError) as info:
+        unknown_app.record_types()
+    assert info.value.vendor_code == "invalid_client_id"
+
+
+def test_a_wrong_audience_is_refused(
+    jwt_sandbox: Sandbox, build: Build, app_keys: tuple[bytes, bytes]
+) -> None:
+    connector = jwt_connector(build, app_keys[0], audience="https://example.my.site.com")
+    with pytest.raises(RefreshFailedError, match="audience is invalid"):
+        connector.record_types()
+
+
+def test_an_unreadable_private_key_is_a_clear_error(build: Build) -> None:
+    connector = jwt_connector(build, b"-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    with pytest.raises(RefreshFailedError, match="cannot sign the JWT assertion") as info:
+        connector.record_types()
+    assert "private_key_file" in info.value.hint
+
+
+def test_check_with_a_wrong_key_says_which_setting_to_fix(
+    jwt_sandbox: Sandbox, build: Build
+) -> None:
+    connector = jwt_connector(build, key_pair()[0])
+    (check,) = connector.check()
+    assert not check.ok
+    assert "private_key_file" in check.fix
+
+
+def test_from_settings_uses_jwt_with_a_username_and_a_key_file(
+    jwt_sandbox: Sandbox, app_keys: tuple[bytes, bytes], tmp_path: Path
+) -> None:
+    key_file = tmp_path / "server.key"
+    key_file.write_bytes(app_keys[0])
+    settings = SalesforceSettings(
+        enabled=True,
+        login_url=jwt_sandbox.url(VENDOR),
+        client_id=JWT_APP,
+        username=INTEGRATION_USER,
+        private_key_file=key_file,
+        ca_bundle=jwt_sandbox.ca_path,
+    )
+    connector = SalesforceConnector.from_settings(settings)
+    try:
+        assert connector.uses_jwt
+        assert connector.audience == jwt_sandbox.url(VENDOR)
+        event = emulator(jwt_sandbox).seed_ids["meeting-0"]
+        assert connector.get(event).crm_record_id == event
+    finally:
+        connector.close()
+
+
+def test_from_settings_uses_the_refresh_token_otherwise(sandbox: Sandbox) -> None:
+    settings = SalesforceSettings(
+        enabled=True,
+        login_url=sandbox.url(VENDOR),
+        client_id="sandbox-client",
+        client_secret="sandbox-secret",
+        refresh_token=sandbox.refresh_token(VENDOR),
+        username=INTEGRATION_USER,  # a username alone does not switch to JWT
+        ca_bundle=sandbox.ca_path,
+    )
+    connector = SalesforceConnector.from_settings(settings)
+    try:
+        assert not connector.uses_jwt
+        event = emulator(sandbox).seed_ids["meeting-0"]
+        assert connector.get(event).crm_record_id == event
+    finally:
+        connector.close()

@@ -3,7 +3,9 @@
 Every request goes through :meth:`SalesforceConnector._call`: errors are translated at
 that boundary (``errors.translate``), retried by the shared tenacity policy, and an
 expired session is refreshed once (OAuth refresh-token grant) before a clear
-``RefreshFailedError``. All writes are idempotent — Events are created by upsert on the
+``RefreshFailedError``; the new token comes from the refresh-token grant or, when a
+``username`` and a private key are configured, the JWT bearer grant (a fresh RS256
+assertion each time). All writes are idempotent — Events are created by upsert on the
 ``Meeting_Id__c`` external id, history by upsert on its external ids — so every call
 may be retried. A ``requests`` response hook counts each call and reads
 ``Sforce-Limit-Info`` into :meth:`budget`.
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
+import jwt
 import requests
 from requests.adapters import HTTPAdapter
 from simple_salesforce.api import Salesforce, SFType
@@ -57,6 +60,8 @@ UPDATED_WINDOW: Final = timedelta(days=30)
 DELETED_WINDOW: Final = timedelta(days=15)
 WINDOW_MARGIN: Final = timedelta(minutes=5)
 DEFAULT_POLICY: Final = RetryPolicy()
+JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JWT_LIFETIME: Final = timedelta(minutes=3)  # Salesforce refuses assertions valid longer
 _LIMIT_INFO: Final = re.compile(r"api-usage=(\d+)/(\d+)")
 _ID_SEGMENT: Final = re.compile(r"^(?=.*\d)[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?(?:-\d+)?$")
 _DATA_PREFIX: Final = re.compile(r"^/services/data/v[\d.]+/")
@@ -111,6 +116,9 @@ class SalesforceConnector:
         client_id: str | None = None,
         client_secret: str | None = None,
         token_url: str | None = None,
+        username: str | None = None,
+        private_key: str | bytes | None = None,
+        audience: str | None = None,
         ca_path: str | Path | None = None,
         timeout: float = 30.0,
         retry_policy: RetryPolicy = DEFAULT_POLICY,
@@ -124,6 +132,10 @@ class SalesforceConnector:
         self._refresh_token = refresh_token
         self._client_id = client_id
         self._client_secret = client_secret
+        self._username = username
+        self._private_key = private_key
+        parts = urlsplit(self.token_url)
+        self.audience = (audience or f"{parts.scheme}://{parts.netloc}").rstrip("/")
         self.retry_policy = retry_policy
         self._sleep = sleep
         self._clock = clock
@@ -144,11 +156,23 @@ class SalesforceConnector:
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> SalesforceConnector:
-        """From ``Settings.salesforce`` (refresh-token flow; the first call gets a token)."""
+        """From ``Settings.salesforce``; the first call gets a token.
+
+        JWT bearer when ``username`` and ``private_key_file`` are set (the assertion's
+        audience is ``login_url``), the refresh-token grant otherwise.
+        """
 
         def secret(value: Any) -> str | None:
             return value.get_secret_value() if value is not None else None
 
+        login_url = str(settings.login_url).rstrip("/")
+        jwt_flow: dict[str, Any] = {}
+        if settings.username and settings.private_key_file is not None:
+            jwt_flow = {
+                "username": settings.username,
+                "private_key": Path(settings.private_key_file).read_bytes(),
+                "audience": login_url,
+            }
         values: dict[str, Any] = {
             "instance_url": str(settings.instance_url or settings.login_url),
             "access_token": None,
@@ -156,8 +180,9 @@ class SalesforceConnector:
             "refresh_token": secret(settings.refresh_token),
             "client_id": settings.client_id,
             "client_secret": secret(settings.client_secret),
-            "token_url": f"{str(settings.login_url).rstrip('/')}/services/oauth2/token",
+            "token_url": f"{login_url}/services/oauth2/token",
             "ca_path": settings.ca_bundle,
+            **jwt_flow,
         }
         return cls(**{**values, **overrides})
 
@@ -194,8 +219,39 @@ class SalesforceConnector:
         if found:
             self._budget = Budget(int(found[1]), int(found[2]), self._clock())
 
-    def _refresh(self) -> None:
-        """Exchange the refresh token for a new access token (one call, never retried)."""
+    @property
+    def uses_jwt(self) -> bool:
+        """Whether tokens come from the JWT bearer grant (``username`` + private key)."""
+        return bool(self._username and self._private_key)
+
+    def _assertion(self) -> str:
+        """An RS256 JWT: iss = client id, sub = username, aud = login URL, exp ≤ 3 min."""
+        if not self._client_id:
+            raise RefreshFailedError(
+                "the JWT bearer flow needs the connected app's client_id",
+                vendor=VENDOR,
+                hint="Set [salesforce].client_id to the connected app's consumer key.",
+            )
+        claims = {
+            "iss": self._client_id,
+            "sub": self._username,
+            "aud": self.audience,
+            "exp": int((self._clock() + JWT_LIFETIME).timestamp()),
+        }
+        assert self._private_key is not None
+        try:
+            return jwt.encode(claims, self._private_key, algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError) as error:
+            raise RefreshFailedError(
+                f"cannot sign the JWT assertion with the configured private key: {error}",
+                vendor=VENDOR,
+                hint="[salesforce].private_key_file must be the PEM RSA private key whose "
+                "certificate is uploaded to the connected app.",
+            ) from error
+
+    def _grant(self) -> dict[str, str]:
+        if self.uses_jwt:
+            return {"grant_type": JWT_BEARER, "assertion": self._assertion()}
         if not self._refresh_token:
             raise RefreshFailedError(
                 "the access token expired and no refresh token is configured", vendor=VENDOR
@@ -205,6 +261,11 @@ class SalesforceConnector:
             form["client_id"] = self._client_id
         if self._client_secret:
             form["client_secret"] = self._client_secret
+        return form
+
+    def _refresh(self) -> None:
+        """Get a new access token (refresh-token or JWT bearer grant; one call, no retry)."""
+        form = self._grant()
         try:
             response = self.session.post(
                 self.token_url, data=form, headers={"Accept": "application/json"}
@@ -218,8 +279,20 @@ class SalesforceConnector:
         except ValueError:
             payload = {}
         if response.status_code != 200 or "access_token" not in payload:
+            reason = payload.get("error_description") or response.reason
+            if self.uses_jwt:
+                raise RefreshFailedError(
+                    f"JWT sign-in as {self._username} refused: {reason}",
+                    vendor=VENDOR,
+                    status=response.status_code,
+                    vendor_code=payload.get("error"),
+                    hint="Check that the connected app's certificate matches "
+                    "[salesforce].private_key_file, that client_id is its consumer key, that "
+                    "login_url is the audience (login. or test.salesforce.com) and that the "
+                    "user is pre-authorised for the app.",
+                )
             raise RefreshFailedError(
-                f"token refresh refused: {payload.get('error_description') or response.reason}",
+                f"token refresh refused: {reason}",
                 vendor=VENDOR,
                 status=response.status_code,
                 vendor_code=payload.get("error"),
@@ -535,7 +608,9 @@ class SalesforceConnector:
                     "salesforce credentials",
                     False,
                     str(error.message),
-                    "Re-authorise the connected app and update [salesforce].refresh_token, "
+                    error.hint
+                    if self.uses_jwt
+                    else "Re-authorise the connected app and update [salesforce].refresh_token, "
                     "client_id and client_secret.",
                 )
             ]

@@ -5,7 +5,9 @@ each source): sObject rows (create, retrieve, update, delete, describe, Get Upda
 Get Deleted windows), SOQL ``query``/``queryAll`` with ``nextRecordsUrl`` paging and
 ``Sforce-Query-Options: batchSize``, sObject Collections (create, update, upsert by
 external id, delete; at most 200 records, ``allOrNone``, per-record results), ``limits``,
-and ``/services/oauth2/token`` (``grant_type=refresh_token``). Every API response carries
+and ``/services/oauth2/token`` (``grant_type=refresh_token``, and the JWT bearer grant
+with RS256 assertions checked against the public keys registered with
+:meth:`SalesforceEmulator.register_jwt_key`). Every API response carries
 ``Sforce-Limit-Info: api-usage=N/M``; errors are Salesforce's JSON lists of
 ``{message, errorCode, fields}``.
 
@@ -23,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import parse_qs
 
+import jwt
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -54,6 +57,10 @@ MIN_VERSION: Final = 50.0
 UPDATED_WINDOW: Final = timedelta(days=30)
 DELETED_WINDOW: Final = timedelta(days=15)
 DEFAULT_BATCH: Final = 2000
+JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JWT_MAX_LIFETIME: Final = timedelta(minutes=3)
+JWT_LEEWAY: Final = timedelta(seconds=5)
+LOGIN_URLS: Final = ("https://login.salesforce.com", "https://test.salesforce.com")
 ROLLED_BACK: Final = Problem(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     "Record rolled back because not all records were valid and the request was using "
@@ -154,6 +161,7 @@ class SalesforceEmulator:
         self.api_limit = API_LIMIT
         self.reject_subject: str | None = None  # a validation rule: this Subject is refused
         self.missing_objects: set[str] = set()  # objects this org lacks (not deployed)
+        self.jwt_keys: dict[str, bytes] = {}  # connected app client id -> public key (PEM)
         self.seed_ids: dict[str, str] = {}  # seed key -> Salesforce id
         self.user_id = self._seed_row(
             "User",
@@ -651,29 +659,86 @@ class SalesforceEmulator:
             ]
         )
 
+    def register_jwt_key(self, client_id: str, public_key_pem: bytes | str) -> None:
+        """Upload a connected app's certificate (here: its public key) for the JWT grant."""
+        key = public_key_pem.encode() if isinstance(public_key_pem, str) else public_key_pem
+        with self._lock:
+            self.jwt_keys[client_id] = key
+
+    @staticmethod
+    def _refused(error: str, description: str) -> Response:
+        return JSONResponse({"error": error, "error_description": description}, status_code=400)
+
     async def _token(self, request: Request) -> Response:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         assert self.env is not None
-        if form.get("grant_type") != "refresh_token":
-            return JSONResponse(
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "grant type not supported",
-                },
-                status_code=400,
-            )
+        grant = form.get("grant_type")
+        if grant == JWT_BEARER:
+            return self._jwt_grant(form.get("assertion", ""))
+        if grant != "refresh_token":
+            return self._refused("unsupported_grant_type", "grant type not supported")
         token = self.env.tokens.refresh(self.name, form.get("refresh_token", ""))
         if token is None:
-            return JSONResponse(
-                {"error": "invalid_grant", "error_description": "expired access/refresh token"},
-                status_code=400,
+            return self._refused("invalid_grant", "expired access/refresh token")
+        return self._issued(token, "refresh_token api")
+
+    def _jwt_grant(self, assertion: str) -> Response:
+        """The OAuth 2.0 JWT bearer flow: iss = client id, sub = username, aud, exp ≤ 3 min."""
+        assert self.env is not None
+        try:
+            claimed = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return self._refused("invalid_grant", "invalid assertion")
+        with self._lock:
+            key = self.jwt_keys.get(str(claimed.get("iss")))
+        if key is None:
+            return self._refused("invalid_client_id", "client identifier invalid")
+        try:
+            claims = jwt.decode(
+                assertion,
+                key,
+                algorithms=["RS256"],
+                options={
+                    "verify_exp": False,  # checked against the sandbox clock below
+                    "verify_aud": False,
+                    "require": ["iss", "sub", "aud", "exp"],
+                },
             )
+        except jwt.PyJWTError:
+            return self._refused("invalid_grant", "invalid assertion")
+        base = self.env.base_urls.get(self.name, "")
+        audiences = {base.rstrip("/"), *LOGIN_URLS}
+        aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if not any(str(a).rstrip("/") in audiences for a in aud):
+            return self._refused("invalid_grant", "audience is invalid")
+        now = self.now()
+        expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
+        if expires <= now:
+            return self._refused("invalid_grant", "expired authorization code")
+        if expires > now + JWT_MAX_LIFETIME + JWT_LEEWAY:
+            return self._refused("invalid_grant", "invalid assertion")
+        with self._lock:
+            user = next(
+                (
+                    u
+                    for u in self.rows["User"].values()
+                    if u.get("Username") == claims["sub"] and u.get("IsActive")
+                ),
+                None,
+            )
+        if user is None:
+            return self._refused("invalid_grant", "user hasn't approved this consumer")
+        token = self.env.tokens.issue(self.name, subject=str(claims["sub"]))
+        return self._issued(token, "api")
+
+    def _issued(self, token: str, scope: str) -> Response:
+        assert self.env is not None
         base = self.env.base_urls.get(self.name, "")
         return JSONResponse(
             {
                 "access_token": token,
                 "signature": "sandbox",
-                "scope": "refresh_token api",
+                "scope": scope,
                 "instance_url": base,
                 "id": f"{base}/id/00D5g0000000001AAA/{self.user_id}",
                 "token_type": "Bearer",
