@@ -147,7 +147,7 @@ class HistorySync:
         with self._run("manual", organizer=meeting.organizer.email, meeting_id=meeting_id) as run:
             try:
                 sessions = self.provider.sessions(meeting.provider_meeting_id)
-            except NoSessionExistsError:  # the provider's names its own meeting id
+            except NoSessionExistsError:  # the provider's error names its own meeting id
                 sessions = []
             if not sessions:
                 raise NoSessionExistsError(meeting_id)
