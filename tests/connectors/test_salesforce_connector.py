@@ -403,6 +403,25 @@ def test_a_wrong_audience_is_refused(
         connector.record_types()
 
 
+@pytest.mark.parametrize(
+    ("skew", "reason"),
+    [
+        (timedelta(minutes=-10), "expired authorization code"),  # exp already passed
+        (timedelta(minutes=10), "invalid assertion"),  # valid for longer than 3 minutes
+    ],
+)
+def test_an_assertion_outside_its_three_minutes_is_refused(
+    jwt_sandbox: Sandbox,
+    build: Build,
+    app_keys: tuple[bytes, bytes],
+    skew: timedelta,
+    reason: str,
+) -> None:
+    connector = jwt_connector(build, app_keys[0], clock=lambda: datetime.now(UTC) + skew)
+    with pytest.raises(RefreshFailedError, match=reason):
+        connector.record_types()
+
+
 def test_an_unreadable_private_key_is_a_clear_error(build: Build) -> None:
     connector = jwt_connector(build, b"-----BEGIN PRIVATE KEY-----\nnot a key\n")
     with pytest.raises(RefreshFailedError, match="cannot sign the JWT assertion") as info:
