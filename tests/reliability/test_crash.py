@@ -11,6 +11,7 @@ mid-transaction. ``RELIABILITY_KILL_POINTS`` (default 20) sets how many, half fo
 
 from __future__ import annotations
 
+import email
 import importlib.util
 import json
 import math
@@ -21,13 +22,21 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from crm_meetings.actions import ActionContext, schedule, sweep
+from crm_meetings.calendar.outbox import SmtpConfig, deliver_pending
+from crm_meetings.calendar.outbox_table import OutboxMessageRow
+from crm_meetings.sandbox.testing import SandboxFactory
+from crm_meetings.store import Store, upgrade
 
 TESTS = Path(__file__).parent.parent
 CHILD = Path(__file__).parent / "child.py"
@@ -211,3 +220,142 @@ def test_the_sync_killed_anywhere_then_rerun_writes_every_session_exactly_once(
     assert sorted(in_crm) == stored_ids
     again = run(None)
     assert again.done == {"status": "succeeded", "written": 0}
+
+
+# --- schedule ---------------------------------------------------------------------------
+
+actions_rigs = _load(TESTS / "actions" / "conftest.py", "reliability_actions_rigs")
+actions_suite = _load(TESTS / "actions" / "test_actions.py", "reliability_actions_suite")
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+#: each rig on a backend; PostgreSQL ones skip (or fail with CI=true) without the server
+SCHEDULE_RIGS = [
+    pytest.param(("salesforce-zoom", "sqlite"), id="salesforce-zoom-sqlite"),
+    pytest.param(
+        ("hubspot-goto", "postgres"), id="hubspot-goto-postgres", marks=pytest.mark.postgres
+    ),
+    pytest.param(("zoho-zoom", "sqlite"), id="zoho-zoom-sqlite"),
+    pytest.param(
+        ("hubspot-zoom", "postgres"), id="hubspot-zoom-postgres", marks=pytest.mark.postgres
+    ),
+]
+
+
+class Clock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@dataclass
+class ActionWorld:
+    rig: Any
+    store: Store
+    url: str
+    clock: Any
+
+
+@pytest.fixture(params=SCHEDULE_RIGS)
+def action_world(
+    request: pytest.FixtureRequest,
+    sandbox_factory: SandboxFactory,
+) -> Iterator[ActionWorld]:
+    rig_name, backend = request.param
+    url: str = request.getfixturevalue(f"{backend}_url")
+    crm, provider = rig_name.split("-")
+    rig = actions_rigs.Rig(crm, provider, sandbox_factory([crm, provider]))
+    upgrade(url)
+    clock = Clock(T0)
+    try:
+        with Store(url, clock=clock) as store:
+            yield ActionWorld(rig, store, url, clock)
+    finally:
+        rig.close()
+
+
+def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
+    action_world: ActionWorld, tally: Counter[str], tmp_path: Path
+) -> None:
+    rig, store, clock = action_world.rig, action_world.store, action_world.clock
+    kills = math.ceil(KILL_POINTS / 2 / len(SCHEDULE_RIGS))
+    rng = random.Random(f"{SEED}-schedule-{rig.name}")
+    ctx = ActionContext(
+        store=store,
+        connector=rig.connector,
+        provider=rig.provider,
+        actor=actions_rigs.ORGANIZER,
+        clock=clock,
+    )
+    config = remote(rig.sandbox, rig.crm, rig.provider_vendor)
+    config |= {
+        "mode": "schedule",
+        "store_url": action_world.url,
+        "actor": [ctx.actor.email, ctx.actor.name],
+    }
+    uids: list[str] = []
+    for n in range(kills):
+        request = actions_suite.schedule_request(ctx, rig, key=f"crash-{n}")
+        asked = {
+            "key": request.idempotency_key,
+            "subject": f"{request.subject} {n}",
+            "start": request.start.isoformat(),
+            "end": request.end.isoformat(),
+            "timezone": request.timezone,
+            "invitees": [[i.email, i.name] for i in request.invitees],
+            "related": [rig.related.object_type, rig.related.record_id],
+            "description": request.description,
+        }
+        request = replace(request, subject=asked["subject"])
+        # 4 boundaries: claimed, provider.create, crm.create, commit
+        at, delay = kill_point(rng, 4)
+        delay *= 3  # reach into the HTTP calls and the commit
+        outcome = run_child(
+            config | {"now": clock().isoformat(), "schedule": asked}, tmp_path, at, delay
+        )
+        if outcome.killed:
+            tally["kill_points"] += 1
+        clock.advance(minutes=6)  # the killed attempt's lease runs out
+        if n % 2:
+            swept = sweep(ctx)
+            assert len(swept) <= 1
+        result = schedule(ctx, request)  # the rep's retry, same key
+        uid = result.meeting.uid
+        uids.append(uid)
+        assert result.meeting.crm_record_id is not None
+
+        in_crm = [m.uid for m in rig.connector.list_for_record(rig.related)]
+        duplicates = len(in_crm) - len(set(in_crm))
+        tally["duplicates"] += duplicates + max(0, len(rig.live()) - len(uids))
+        assert in_crm.count(uid) == 1, (outcome.steps, in_crm)
+        assert len(rig.live()) == len(uids), "no provider meeting left behind or made twice"
+        mails = [m for m in actions_suite.outbox(store) if m.uid == uid]
+        assert sorted(m.recipient for m in mails) == sorted(i.email for i in request.invitees)
+        assert schedule(ctx, request).replayed
+
+    # every invitation goes out once: deliver the outbox to an SMTP sink
+    sink = actions_suite.Sink()
+    port = actions_suite._free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        smtp = SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=5)
+        deliver_pending(store, smtp, clock.advance(minutes=1))
+        assert deliver_pending(store, smtp, clock.advance(hours=1)).attempted == 0
+    finally:
+        controller.stop()
+    received = Counter(email.message_from_bytes(raw)["Message-ID"] for raw in sink.received)
+    with store.transaction() as uow:
+        queued = set(uow.session.scalars(sa.select(OutboxMessageRow.message_id)))
+    lost = len(queued - set(received))
+    double = sum(n - 1 for n in received.values())
+    tally["lost"] += lost
+    tally["double_sent"] += double
+    assert len(queued) == 2 * len(uids)
+    assert (lost, double) == (0, 0)
