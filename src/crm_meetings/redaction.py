@@ -24,8 +24,8 @@ _KEYS = (
     r"|session_id|secret|token)"
 )
 _PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=!-]+"),
-    re.compile(r"(?i)(\bZoho-oauthtoken\s+)[A-Za-z0-9._~+/=!-]+"),
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=!-]{12,}"),
+    re.compile(r"(?i)(\bZoho-oauthtoken\s+)[A-Za-z0-9._~+/=!-]{12,}"),
     # form and query strings: access_token=…&
     re.compile(rf"(?i)(\b{_KEYS}=)[^&\s,;\"']+"),
     # JSON: "access_token": "…"

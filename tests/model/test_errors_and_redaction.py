@@ -84,8 +84,14 @@ def test_registered_secrets_are_masked_everywhere_including_errors() -> None:
     assert "s3cr3t-client-value" not in redact("any text s3cr3t-client-value")
 
 
-def test_prose_naming_a_secret_key_is_left_readable() -> None:
-    text = "smtp.password: required when smtp.username is set"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "smtp.password: required when smtp.username is set",
+        "JWT bearer sign-in as rep@x.com refused",
+    ],
+)
+def test_prose_naming_a_secret_or_a_scheme_is_left_readable(text: str) -> None:
     assert redact(text) == text
 
 
