@@ -9,6 +9,10 @@ never faulted); each acts on that port's vendor unless the body names another:
 ``DELETE /__sandbox__/calls``             forget every recorded call (all vendors)
 ``POST   /__sandbox__/faults``            add a rule: FaultPlan fields + endpoint, method
 ``DELETE /__sandbox__/faults``            remove the vendor's rules
+``GET    /__sandbox__/rejections``        the vendor's field validation rules
+``POST   /__sandbox__/rejections``        add one: field, value or pattern, object_type,
+                                          endpoint, method, message, times
+``DELETE /__sandbox__/rejections``        remove the vendor's validation rules
 ``GET    /__sandbox__/state``             the emulator's snapshot
 ``POST   /__sandbox__/tokens``            issue an access and a refresh token (``ttl``)
 ``POST   /__sandbox__/tokens/expire``     every access token of the vendor expires now
@@ -18,12 +22,15 @@ For example::
 
     curl --cacert CA -X POST https://127.0.0.1:PORT/__sandbox__/faults \\
          -d '{"endpoint": "*/query", "rate_limited": 0.5, "retry_after": 2}'
+    curl --cacert CA -X POST https://127.0.0.1:PORT/__sandbox__/rejections \\
+         -d '{"field": "Subject", "value": "Board review"}'
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,12 +47,14 @@ from crm_meetings.sandbox.base import (
     FaultKind,
     FaultPlan,
     Faults,
+    Rejection,
+    Rejections,
     SandboxEnv,
     VendorEmulator,
 )
 from crm_meetings.sandbox.middleware import ADMIN_PREFIX
 
-__all__ = ["Controls", "FaultRule", "admin_app", "fault_rule"]
+__all__ = ["Controls", "FaultRule", "admin_app", "fault_rule", "rejection_rule"]
 
 _PLAN_FIELDS = {f.name: f for f in dataclasses.fields(FaultPlan)}
 
@@ -110,6 +119,41 @@ def fault_rule(payload: object, *, vendor: str) -> FaultRule:
     )
 
 
+_REJECTION_TEXT = ("vendor", "field", "value", "pattern", "object_type", "endpoint", "method")
+
+
+def rejection_rule(payload: object, *, vendor: str) -> Rejection:
+    """Parse ``{"field", "value" | "pattern", "object_type", "endpoint", "method", "message",
+    "times", "vendor"}`` (``field`` and one of ``value`` / ``pattern`` required)."""
+    if not isinstance(payload, Mapping):
+        raise ValidationError("body", "expected a JSON object")
+    given: dict[str, Any] = {"vendor": vendor}
+    for key, value in payload.items():
+        if key in _REJECTION_TEXT or key == "message":
+            if value is None and key in ("value", "pattern", "message"):
+                continue
+            if not isinstance(value, str) or (key != "value" and not value):
+                raise ValidationError(str(key), f"{value!r} is not a non-empty string")
+            given[key] = value
+        elif key == "times":
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValidationError("times", f"{value!r} is not a positive count")
+            given[key] = value
+        else:
+            valid = ", ".join([*_REJECTION_TEXT, "message", "times"])
+            raise ValidationError(str(key), f"unknown field; valid fields: {valid}")
+    if "field" not in given:
+        raise ValidationError("field", "required: the vendor's field name, e.g. Subject")
+    if ("value" in given) == ("pattern" in given):
+        raise ValidationError("value", "give exactly one of value and pattern")
+    try:
+        return Rejection(**given)
+    except (ValueError, re.error) as error:
+        raise ValidationError("pattern", str(error)) from None
+
+
 class Controls:
     """Read call counts and state, inject faults, issue and expire tokens — per vendor."""
 
@@ -153,6 +197,48 @@ class Controls:
     def clear_faults(self, vendor: str | None = None) -> None:
         """Remove the vendor's fault rules (every vendor's when ``None``)."""
         self.faults.clear(vendor)
+
+    @property
+    def rejections(self) -> Rejections:
+        return self.env.rejections
+
+    def reject(
+        self,
+        vendor: str,
+        *,
+        field: str,
+        value: str | None = None,
+        pattern: str | None = None,
+        object_type: str = "*",
+        endpoint: str = "*",
+        method: str = "*",
+        message: str | None = None,
+        times: int | None = None,
+    ) -> Rejection:
+        """Refuse the vendor's records whose ``field`` equals ``value`` (or matches the regular
+        expression ``pattern``) with the vendor's own validation error, record by record:
+        in a batch, the other records are saved. See :class:`~crm_meetings.sandbox.base.Rejection`.
+        """
+        self.emulator(vendor)
+        try:
+            rule = Rejection(
+                vendor,
+                field,
+                value,
+                pattern,
+                object_type,
+                endpoint,
+                method.upper(),
+                message,
+                times,
+            )
+        except (ValueError, re.error) as error:
+            raise ValidationError("rejection", str(error)) from None
+        return self.rejections.add(rule)
+
+    def clear_rejections(self, vendor: str | None = None) -> None:
+        """Remove the vendor's validation rules (every vendor's when ``None``)."""
+        self.rejections.clear(vendor)
 
     def state(self, vendor: str) -> Mapping[str, Any]:
         return self.emulator(vendor).state()
@@ -219,6 +305,29 @@ def admin_app(controls: Controls, vendor: str) -> Starlette:
         controls.clear_faults(request.query_params.get("vendor", vendor))
         return Response(status_code=204)
 
+    async def list_rejections(request: Request) -> Response:
+        rules = controls.rejections.rules(request.query_params.get("vendor", vendor))
+        return JSONResponse({"vendor": vendor, "rejections": [r.to_dict() for r in rules]})
+
+    async def add_rejection(request: Request) -> Response:
+        rule = rejection_rule(await _json_body(request), vendor=vendor)
+        added = controls.reject(
+            rule.vendor,
+            field=rule.field,
+            value=rule.value,
+            pattern=rule.pattern,
+            object_type=rule.object_type,
+            endpoint=rule.endpoint,
+            method=rule.method,
+            message=rule.message,
+            times=rule.times,
+        )
+        return JSONResponse(added.to_dict(), status_code=201)
+
+    async def clear_rejections(request: Request) -> Response:
+        controls.clear_rejections(request.query_params.get("vendor", vendor))
+        return Response(status_code=204)
+
     async def state(request: Request) -> Response:
         return JSONResponse(controls.state(vendor))
 
@@ -253,6 +362,9 @@ def admin_app(controls: Controls, vendor: str) -> Starlette:
             Route(f"{prefix}/calls", reset_calls, methods=["DELETE"]),
             Route(f"{prefix}/faults", add_fault, methods=["POST"]),
             Route(f"{prefix}/faults", clear_faults, methods=["DELETE"]),
+            Route(f"{prefix}/rejections", list_rejections, methods=["GET"]),
+            Route(f"{prefix}/rejections", add_rejection, methods=["POST"]),
+            Route(f"{prefix}/rejections", clear_rejections, methods=["DELETE"]),
             Route(f"{prefix}/state", state, methods=["GET"]),
             Route(f"{prefix}/tokens", issue_tokens, methods=["POST"]),
             Route(f"{prefix}/tokens/expire", expire_tokens, methods=["POST"]),

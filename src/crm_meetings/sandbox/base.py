@@ -10,16 +10,23 @@ wraps each app with the shared machinery defined here:
 - :class:`Faults` decides per request whether to add latency or answer with a fault,
   which the emulator renders in its vendor's format (:meth:`VendorEmulator.fault_response`);
 - :class:`Tokens` issues and checks access / refresh tokens; emulators check the
-  ``Authorization`` header themselves (each vendor has its own scheme and 401 body).
+  ``Authorization`` header themselves (each vendor has its own scheme and 401 body);
+- :class:`Rejections` holds field validation rules ("refuse records whose <field>
+  equals / matches X"), per vendor, object and endpoint; each CRM emulator asks
+  :meth:`Rejections.check` for every record it saves, single or in a batch, and answers
+  with its own per-record validation error, so one record of a batch fails and the others
+  are saved (the middleware names the request's endpoint: :func:`current_request`).
 """
 
 from __future__ import annotations
 
 import random
+import re
 import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -30,15 +37,19 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 
 __all__ = [
+    "CURRENT_REQUEST",
     "CallLog",
     "FaultDecision",
     "FaultKind",
     "FaultPlan",
     "Faults",
     "RecordedCall",
+    "Rejection",
+    "Rejections",
     "SandboxEnv",
     "Tokens",
     "VendorEmulator",
+    "current_request",
 ]
 
 
@@ -56,10 +67,12 @@ class CallLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._calls: list[RecordedCall] = []
+        self._by_vendor: Counter[str] = Counter()  # so a vendor's total costs no scan
 
     def record(self, call: RecordedCall) -> None:
         with self._lock:
             self._calls.append(call)
+            self._by_vendor[call.vendor] += 1
 
     def calls(self, vendor: str | None = None) -> list[RecordedCall]:
         with self._lock:
@@ -74,6 +87,9 @@ class CallLog:
         status: int | None = None,
     ) -> int:
         """Calls matching every given filter; ``endpoint`` may be a glob (``*/composite/*``)."""
+        if endpoint is None and method is None and status is None:
+            with self._lock:
+                return self._by_vendor[vendor] if vendor is not None else len(self._calls)
         return sum(
             1
             for c in self.calls(vendor)
@@ -89,6 +105,7 @@ class CallLog:
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._by_vendor.clear()
 
 
 class FaultKind(StrEnum):
@@ -232,6 +249,150 @@ class Tokens:
                     token.expires_at = datetime.min.replace(tzinfo=UTC)
 
 
+CURRENT_REQUEST: ContextVar[tuple[str, str] | None] = ContextVar("sandbox_request", default=None)
+
+
+def current_request() -> tuple[str, str] | None:
+    """``(endpoint template, method)`` of the request being answered (set by the middleware)."""
+    return CURRENT_REQUEST.get()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A field validation rule: records whose ``field`` equals ``value`` (or, with
+    ``pattern``, whose text matches that regular expression) are refused with the vendor's
+    validation error, one record at a time (the rest of a batch is saved).
+
+    ``field`` is the vendor's field name (``Subject``, ``hs_meeting_title``, ``Event_Title``;
+    compared case-insensitively); ``object_type`` (``Event``, ``meetings``, ``Events``),
+    ``endpoint`` (a route template) and ``method`` are globs. ``times`` limits the rule to
+    the next N records it refuses (``None``: always). ``message`` replaces the emulator's
+    default message.
+    """
+
+    vendor: str
+    field: str
+    value: str | None = None
+    pattern: str | None = None
+    object_type: str = "*"
+    endpoint: str = "*"
+    method: str = "*"
+    message: str | None = None
+    times: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.value is None) == (self.pattern is None):
+            raise ValueError("a rejection needs exactly one of value and pattern")
+        if self.pattern is not None:
+            re.compile(self.pattern)  # fail on the caller's side, not mid-request
+        if not self.field:
+            raise ValueError("a rejection needs a field")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be a positive count")
+
+    def applies(self, vendor: str, object_type: str, endpoint: str, method: str) -> bool:
+        return (
+            self.vendor == vendor
+            and fnmatchcase(object_type, self.object_type)
+            and fnmatchcase(endpoint, self.endpoint)
+            and (self.method == "*" or self.method.upper() == method.upper())
+        )
+
+    def refuses(self, value: object) -> bool:
+        if value is None:
+            return False
+        text = value if isinstance(value, str) else _text(value)
+        if self.pattern is not None:
+            return re.search(self.pattern, text) is not None
+        return text == self.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vendor": self.vendor,
+            "field": self.field,
+            "value": self.value,
+            "pattern": self.pattern,
+            "object_type": self.object_type,
+            "endpoint": self.endpoint,
+            "method": self.method,
+            "message": self.message,
+            "times": self.times,
+        }
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):  # a lookup: {"id": ...}
+        return str(value.get("id", value))
+    return str(value)
+
+
+@dataclass
+class _RejectionRule:
+    rule: Rejection
+    remaining: int | None
+
+
+class Rejections:
+    """Field validation rules per vendor, object and endpoint (see :class:`Rejection`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[_RejectionRule] = []
+
+    def add(self, rule: Rejection) -> Rejection:
+        with self._lock:
+            self._rules.append(_RejectionRule(rule, rule.times))
+        return rule
+
+    def clear(self, vendor: str | None = None) -> None:
+        with self._lock:
+            self._rules = [r for r in self._rules if vendor is not None and r.rule.vendor != vendor]
+
+    def rules(self, vendor: str | None = None) -> list[Rejection]:
+        with self._lock:
+            return [r.rule for r in self._rules if vendor is None or r.rule.vendor == vendor]
+
+    def check(
+        self,
+        vendor: str,
+        object_type: str,
+        values: Mapping[str, Any],
+        *,
+        endpoint: str | None = None,
+        method: str | None = None,
+    ) -> list[tuple[str, Rejection]]:
+        """``(field name as in values, rule)`` for each field of this record the rules refuse
+        (one per field, newest rule first). ``endpoint`` and ``method`` default to the
+        current request's. A rule with ``times`` counts the records it refuses."""
+        if not self._rules:
+            return []
+        request = current_request()
+        endpoint = endpoint if endpoint is not None else (request[0] if request else "")
+        method = method if method is not None else (request[1] if request else "")
+        names = {name.casefold(): name for name in values}
+        found: dict[str, tuple[str, Rejection]] = {}
+        with self._lock:
+            for entry in reversed(self._rules):
+                rule = entry.rule
+                name = names.get(rule.field.casefold())
+                if (
+                    name is None
+                    or name in found
+                    or entry.remaining == 0
+                    or not rule.applies(vendor, object_type, endpoint, method)
+                    or not rule.refuses(values[name])
+                ):
+                    continue
+                if entry.remaining is not None:
+                    entry.remaining -= 1
+                found[name] = (name, rule)
+        return list(found.values())
+
+
 @dataclass
 class SandboxEnv:
     """What the core shares with every emulator."""
@@ -240,6 +401,7 @@ class SandboxEnv:
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     tokens: Tokens = field(init=False)
+    rejections: Rejections = field(default_factory=Rejections)
     base_urls: dict[str, str] = field(default_factory=dict)  # vendor -> https://127.0.0.1:port
 
     def __post_init__(self) -> None:

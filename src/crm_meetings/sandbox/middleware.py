@@ -10,6 +10,10 @@ For each HTTP request :class:`SandboxMiddleware`
 4. records ``RecordedCall(vendor, template, method, status)`` as the response starts, so a
    client that has its answer can already read the count — status :data:`DROPPED` when
    the connection was dropped, 500 when the app raised before answering.
+
+While the app answers, :func:`~crm_meetings.sandbox.base.current_request` names the
+request's endpoint and method (so :class:`~crm_meetings.sandbox.base.Rejections` can be
+scoped per endpoint).
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crm_meetings.sandbox.base import FaultKind, RecordedCall, SandboxEnv, VendorEmulator
+from crm_meetings.sandbox.base import (
+    CURRENT_REQUEST,
+    FaultKind,
+    RecordedCall,
+    SandboxEnv,
+    VendorEmulator,
+)
 
 __all__ = ["ADMIN_PREFIX", "DROPPED", "SandboxMiddleware", "drop_connection", "route_template"]
 
@@ -117,6 +127,7 @@ class SandboxMiddleware:
                 record(message["status"])  # before the client can see the response
             await send(message)
 
+        current = CURRENT_REQUEST.set((endpoint, method))  # for Rejections.check
         try:
             if decision.latency > 0:
                 await asyncio.sleep(decision.latency)
@@ -131,4 +142,5 @@ class SandboxMiddleware:
             else:
                 await self.app(scope, receive, send_recorded)
         finally:
+            CURRENT_REQUEST.reset(current)
             record(500)  # the app raised before answering: the server sends a 500

@@ -25,7 +25,9 @@ lands (see :mod:`crm_meetings.connectors.zoho.mapping`). Ids are Zoho-style 19-d
 numeric strings. ``Authorization: Zoho-oauthtoken <token>`` is checked against
 ``env.tokens``: no header → 401 ``AUTHENTICATION_FAILURE``, a bad or expired token → 401
 ``INVALID_TOKEN``. Every API answer carries ``X-RATELIMIT-LIMIT/-REMAINING/-RESET``.
-Set :attr:`ZohoEmulator.reject_subject` to make Events with that title fail validation.
+Set :attr:`ZohoEmulator.reject_subject` to make Events with that title fail validation, or
+add a rule to the sandbox's :class:`~crm_meetings.sandbox.base.Rejections` (any module and
+field): the record fails with ``INVALID_DATA`` naming the field in ``details.api_name``.
 """
 
 from __future__ import annotations
@@ -803,6 +805,9 @@ class ZohoEmulator:
         for name, spec in fields.items():
             if spec.mandatory and merged.get(name) in (None, "") and (creating or name in values):
                 raise reject("MANDATORY_NOT_FOUND", "required field not found", name)
+        if self._env is not None:  # the sandbox's validation rules, on the record as saved
+            for name, rule in self._env.rejections.check(self.name, module, merged):
+                raise reject("INVALID_DATA", rule.message or "invalid data", name)
         if module == "Events":
             if self.reject_subject is not None and merged.get("Event_Title") == self.reject_subject:
                 raise reject("INVALID_DATA", "invalid data", "Event_Title")

@@ -157,6 +157,7 @@ class HubSpotEmulator:
     def build_app(self, env: SandboxEnv) -> Starlette:
         self.env = env
         self.store.clock = env.clock
+        self.store.rejections = env.rejections
         routes = [
             Route("/oauth/v1/token", self._plain(self.token), methods=["POST"]),
             Route("/oauth/v1/access-tokens/{token}", self._plain(self.token_info), methods=["GET"]),

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
+from crm_meetings.sandbox.base import Rejections
 from crm_meetings.sandbox.hubspot.schema import (
     OBJECT_TYPES,
     PropertyDef,
@@ -162,6 +163,7 @@ class Store:
     links: set[tuple[str, str, str, str]] = field(default_factory=set)
     missing_properties: set[tuple[str, str]] = field(default_factory=set)
     reject_title: str | None = None
+    rejections: Rejections | None = None  # the sandbox's field validation rules
     lock: threading.RLock = field(default_factory=threading.RLock)
     _next_id: int = 10_000_000_001
     # per object type, every record id as an int, ascending (ids only grow: appended)
@@ -211,6 +213,15 @@ class Store:
                 problems.append(_property_error(name, *problem))
                 continue
             out[name] = self._normalise(prop, text)
+        if self.rejections is not None:
+            for name, rule in self.rejections.check("hubspot", object_type, out):
+                problems.append(
+                    _property_error(
+                        name,
+                        "INVALID_STRING",
+                        rule.message or f"{out[name]!r} was rejected by a validation rule",
+                    )
+                )
         if object_type == "meetings":
             title = out.get("hs_meeting_title")
             if title is not None and self.reject_title is not None and title == self.reject_title:

@@ -398,6 +398,15 @@ class SalesforceEmulator:
                     ("Session__c",),
                 )
             )
+        if self.env is not None:  # the sandbox's validation rules, on the record as saved
+            for name, rule in self.env.rejections.check(self.name, obj.name, merged):
+                problems.append(
+                    Problem(
+                        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                        rule.message or f"{name}: a validation rule refuses {merged[name]!r}",
+                        (name,),
+                    )
+                )
         for name in obj.external_ids:
             value = values.get(name)
             if value is None or not obj.fields[name].unique:
