@@ -278,6 +278,8 @@ class SalesforceConnector:
             payload = response.json()
         except ValueError:
             payload = {}
+        if not isinstance(payload, dict):  # e.g. a 5xx's error list: no token in it
+            payload = {}
         if response.status_code != 200 or "access_token" not in payload:
             reason = payload.get("error_description") or response.reason
             if self.uses_jwt:
