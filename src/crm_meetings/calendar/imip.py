@@ -221,12 +221,19 @@ def _encoded_words(name: str, text: str) -> str:
     return Header(text, "utf-8", header_name=name).encode(linesep=SMTP.linesep)
 
 
+def _plain(text: str) -> bool:
+    """Whether ``text`` may go into a header as it is: ASCII, and nothing that looks like
+    an encoded-word (the parser would decode one a user typed, and the folder then
+    writes what it decodes to — a CR LF and a new header — raw)."""
+    return text.isascii() and "=?" not in text
+
+
 def _text_header(name: str, text: str) -> str:
-    return text if text.isascii() else _Encoded(name, text, _encoded_words(name, text))
+    return text if _plain(text) else _Encoded(name, text, _encoded_words(name, text))
 
 
 def _mailbox(name: str, display_name: str, address: str) -> Address | _Encoded:
-    if display_name.isascii():
+    if _plain(display_name):
         return Address(display_name=display_name, addr_spec=address)
     wire = f"{_encoded_words(name, display_name)} <{address}>"
     return _Encoded(name, f"{display_name} <{address}>", wire)
