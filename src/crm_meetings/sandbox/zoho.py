@@ -58,6 +58,7 @@ HISTORY_MODULE: Final = "CRM_Meeting_Sessions"
 WRITE_LIMIT: Final = 100
 PAGE_LIMIT: Final = 200
 DISCRETE_LIMIT: Final = 2000
+TOKENS_KEPT: Final = 10_000  # page tokens remembered (Zoho: valid 24 h); the oldest go first
 COQL_IN_LIMIT: Final = 50
 DAILY_CREDITS: Final = 25_000
 _ID_BASE: Final = 5_725_767_000_000_000_000
@@ -189,6 +190,28 @@ class _Store:
     )
     users: list[Json] = field(default_factory=list)
     tokens: dict[str, tuple[str, tuple[Any, ...], int]] = field(default_factory=dict)
+    version: int = 0  # bumped by every insert, update and delete (the sort cache's key)
+    # (module, sort_by, descending) -> (version, records in that order)
+    orders: dict[tuple[str, str, bool], tuple[int, list[Json]]] = field(default_factory=dict)
+
+    def ordered(self, module: str, sort_by: str, descending: bool) -> list[Json]:
+        """The module's records sorted as a list request asks, sorted once per change."""
+        cached = self.orders.get((module, sort_by, descending))
+        if cached is not None and cached[0] == self.version:
+            return cached[1]
+
+        def key(r: Json) -> Any:
+            return (_parse_time(r[sort_by]), int(r["id"])) if sort_by != "id" else int(r["id"])
+
+        records = sorted(self.records[module].values(), key=key, reverse=descending)
+        self.orders[(module, sort_by, descending)] = (self.version, records)
+        return records
+
+    def remember(self, token: str, entry: tuple[str, tuple[Any, ...], int]) -> None:
+        """Keep a page token (the oldest are forgotten past :data:`TOKENS_KEPT`)."""
+        self.tokens[token] = entry
+        while len(self.tokens) > TOKENS_KEPT:
+            del self.tokens[next(iter(self.tokens))]
 
 
 class ZohoEmulator:
@@ -691,6 +714,7 @@ class ZohoEmulator:
             record["$se_module"] = None
         self._apply(module, record, values, author, touch=False)
         self._store.records[module][record["id"]] = record
+        self._store.version += 1
         return record
 
     def _apply(
@@ -727,6 +751,7 @@ class ZohoEmulator:
             who = {"name": user["full_name"], "id": user["id"], "email": user["email"]}
             record["Modified_Time"] = _iso(self._now())
             record["Modified_By"] = who
+            self._store.version += 1
 
     def _participant(self, given: Json) -> Json:
         kind = given["type"]
@@ -900,6 +925,7 @@ class ZohoEmulator:
         results: list[Json] = []
         for record_id in ids:
             record = self._store.records[module].pop(record_id, None)
+            self._store.version += 1
             if record is None:
                 results.append(
                     {
@@ -1014,7 +1040,8 @@ class ZohoEmulator:
                 ),
                 400,
             )
-        records = list(self._store.records[module].values())
+        # sorted once per change of the module; a request only filters (when asked) and slices
+        records = self._store.ordered(module, sort_by, sort_order == "desc")
         if params.get("ids"):
             wanted = set(params["ids"].split(","))
             records = [r for r in records if r["id"] in wanted]
@@ -1022,11 +1049,6 @@ class ZohoEmulator:
             records = [r for r in records if _after(r["Modified_Time"], since)]
             if not records:
                 return Response(status_code=304)
-
-        def key(r: Json) -> Any:
-            return (_parse_time(r[sort_by]), int(r["id"])) if sort_by != "id" else int(r["id"])
-
-        records.sort(key=key, reverse=sort_order == "desc")
         signature = (module, params["fields"], sort_by, sort_order, params.get("ids"), since)
         token = params.get("page_token")
         page, per_page = paging
@@ -1055,7 +1077,7 @@ class ZohoEmulator:
         next_token = None
         if more:
             next_token = f"{next(self._ids):x}{start + per_page:x}"
-            self._store.tokens[next_token] = (next_token, signature, start + per_page)
+            self._store.remember(next_token, (next_token, signature, start + per_page))
         info = {
             "call": False,
             "per_page": per_page,

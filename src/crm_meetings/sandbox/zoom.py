@@ -174,8 +174,20 @@ class _Meeting:
     deleted: bool = False
     cancel_reminder: bool = False
     instances: list[_Instance] = field(default_factory=list)
+    _summary: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "_summary":  # any change of a field: the list row is formatted again
+            object.__setattr__(self, "_summary", None)
 
     def summary(self) -> dict[str, Any]:
+        """The meeting's row in a list (formatted once per change of the meeting)."""
+        if self._summary is None:
+            self._summary = self._format_summary()
+        return dict(self._summary)
+
+    def _format_summary(self) -> dict[str, Any]:
         return {
             "uuid": self.uuid,
             "id": self.id,
