@@ -19,7 +19,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 
 from crm_meetings.calendar.ics import Method
-from crm_meetings.calendar.imip import OutgoingMail, Sender
+from crm_meetings.calendar.imip import OutgoingMail, Sender, _text_header
 from crm_meetings.model import Person, normalize_email, utc
 
 __all__ = ["notice"]
@@ -51,7 +51,7 @@ def notice(
         message["Cc"] = [Address(addr_spec=Person(a).email) for a in cc]
     if sender.reply_to:
         message["Reply-To"] = Address(addr_spec=sender.reply_to)
-    message["Subject"] = title
+    message["Subject"] = _text_header("Subject", title)  # a typed encoded-word stays text
     message["Date"] = format_datetime(utc(now, "now"))
     message["Message-ID"] = mid
     if in_reply_to:
