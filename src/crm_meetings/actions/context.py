@@ -16,8 +16,10 @@ from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.connectors.base import Connector
 from crm_meetings.errors import NotFoundError, PermissionDeniedError
 from crm_meetings.model import Meeting, Person, RecordRef
+from crm_meetings.senders.store import sender_for
 from crm_meetings.store import DEFAULT_ORG_ID, Clock, Store
 from crm_meetings.store.repositories import utc_now
+from crm_meetings.store.unit_of_work import UnitOfWork
 
 __all__ = [
     "ActionContext",
@@ -110,10 +112,13 @@ def _new_id() -> str:
 class ActionContext:
     """Everything an action touches; the CLI, the web and tests each build one.
 
-    ``sender`` is the verified organisation address mail goes out from (``None``: the
-    organizer). ``authorize`` decides who may act on a meeting; ``related`` whether the
-    organizer may schedule on its related records. ``lease`` is how long an attempt owns
-    its idempotency key before a retry may take over (after a crash).
+    ``sender`` is the address mail goes out from (``None``: the organizer). ``profile`` is
+    the actor's profile (role): when given and the org has a confirmed invitation address
+    that profile may send from (:func:`crm_meetings.senders.store.sender_for`), mail goes
+    out from that address instead. ``authorize`` decides who may act on a meeting;
+    ``related`` whether the organizer may schedule on its related records. ``lease`` is
+    how long an attempt owns its idempotency key before a retry may take over (after a
+    crash).
     """
 
     store: Store
@@ -130,9 +135,18 @@ class ActionContext:
     related: Authorize = related_records_visible
     lease: timedelta = timedelta(minutes=5)
     hook: StepHook = _no_hook
+    profile: str | None = None
 
-    def sender_for(self, meeting: Meeting) -> Sender:
-        """The From of the meeting's mail: the configured address, else the organizer."""
+    def sender_for(self, meeting: Meeting, uow: UnitOfWork | None = None) -> Sender:
+        """The From of the meeting's mail: the org's invitation address when the actor's
+        ``profile`` may send from it (read through ``uow``), else the configured address,
+        else the organizer. A profile the address does not allow, or an org without one,
+        sends as before: never from an address the profile may not use."""
+        if self.profile is not None and uow is not None:
+            try:
+                return sender_for(uow, self.org_id, self.profile)
+            except (NotFoundError, PermissionDeniedError):
+                pass
         return self.sender or Sender.organizer(meeting)
 
 

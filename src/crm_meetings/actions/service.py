@@ -577,7 +577,7 @@ def _commit(
     mails = compose(
         meeting,
         plan,
-        sender=ctx.sender_for(meeting),
+        sender=ctx.sender_for(meeting, uow),
         now=ctx.clock(),
         dial_in=ledger.dial_in(meeting.id),
     )
