@@ -28,7 +28,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"reliability: {TALLY['kill_points']} kill points, {TALLY['duplicates']} duplicates, "
         f"{TALLY['lost']} lost, {TALLY['double_sent']} double-sent"
-        + (f", {TALLY['fault_runs']} fault runs" if TALLY["fault_runs"] else "")
+        f"; {TALLY['fault_runs']} fault runs ({TALLY['fault_retries']} retries), "
+        f"{TALLY['bad_inputs_refused']} bad inputs refused, "
+        f"{TALLY['bad_inputs_escaped']} escaped"
     )
 
 
