@@ -8,8 +8,11 @@ for ``SECONDS`` seconds; the table gives requests/s, latency percentiles and the
 seen (the target is 1,000 requests/s per vendor). On a busy machine requests/s says more
 about the neighbours than about the sandbox, so the table also gives the server process's
 CPU time per request (from ``/proc``) and the requests/s one core would allow at that cost.
-Startup is timed in-process: ``Sandbox(...).start()`` of every emulator, with and without
-the seed.
+A second table times the emulator apps alone, in-process (no TLS, no HTTP parsing, no
+client): the CPU one example request costs inside the vendor's app, with the sandbox seeded
+with 1,000 and with 10,000 meetings — a handler whose work follows the page, not the data
+set, costs the same in both columns. Startup is timed in-process: ``Sandbox(...).start()``
+of every emulator, with and without the seed.
 
 Reproduce: ``python -m benchmarks sandbox_throughput`` (5 s per vendor; ``BENCH_QUICK=1``:
 2 s), or ``python benchmarks/sandbox_throughput.py`` for the table alone.
@@ -35,7 +38,10 @@ from typing import Any
 import httpx
 
 from crm_meetings.sandbox import registry
-from crm_meetings.sandbox.seed import SeedSpec
+from crm_meetings.sandbox.admin import Controls, admin_app
+from crm_meetings.sandbox.base import SandboxEnv
+from crm_meetings.sandbox.middleware import SandboxMiddleware
+from crm_meetings.sandbox.seed import SeedSpec, generate
 from crm_meetings.sandbox.server import Sandbox
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
@@ -43,6 +49,8 @@ SECONDS = 2.0 if QUICK else 5.0
 CONCURRENCY = 8
 MEETINGS = 1000
 TARGET_RPS = 1000
+LARGE = 10 * MEETINGS  # the data set of the second in-process column
+APP_REQUESTS = 300 if QUICK else 1000  # per vendor and size, in-process
 
 
 @dataclass
@@ -118,6 +126,61 @@ async def load(
     return result
 
 
+async def app_ms(app: SandboxMiddleware, path: str, authorization: str, n: int) -> float:
+    """Milliseconds of CPU per request of ``GET path`` through the wrapped app, in-process."""
+    route, _, query = path.partition("?")
+    headers = [(b"host", b"sandbox"), (b"authorization", authorization.encode())]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def one() -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "https",
+            "path": route,
+            "raw_path": route.encode(),
+            "root_path": "",
+            "query_string": query.encode(),
+            "headers": headers,
+            "server": ("127.0.0.1", 443),
+            "client": ("127.0.0.1", 50000),
+        }
+        statuses: list[int] = []
+
+        async def send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await app(scope, receive, send)
+        if statuses != [200]:
+            raise SystemExit(f"GET {path}: {statuses}")
+
+    await one()
+    began = time.process_time()
+    for _ in range(n):
+        await one()
+    return (time.process_time() - began) / n * 1000
+
+
+def app_costs(meetings: int) -> dict[str, float]:
+    """Per vendor: ms of CPU per example request inside its app, seeded with ``meetings``."""
+    data = generate(SeedSpec(seed=42, meetings=meetings))
+    costs: dict[str, float] = {}
+    for emulator in registry.create_all():
+        env = SandboxEnv()
+        admin = admin_app(Controls(env, {emulator.name: emulator}), emulator.name)
+        app = SandboxMiddleware(emulator, emulator.build_app(env), env, admin=admin)
+        emulator.load(data)
+        example = registry.example(emulator.name)
+        authorization = example.authorization(env.tokens.issue(emulator.name))
+        costs[emulator.name] = asyncio.run(app_ms(app, example.path, authorization, APP_REQUESTS))
+    return costs
+
+
 def startup_seconds(seed: SeedSpec | None) -> float:
     began = time.perf_counter()
     box = Sandbox(seed=seed).start()
@@ -182,12 +245,25 @@ def main() -> str:
         )
     ]
     startup = table(["Sandbox(...).start()", "ms"], started)
+    small, large = app_costs(MEETINGS), app_costs(LARGE)
+    in_app = table(
+        [
+            "vendor",
+            "request",
+            f"app CPU ms/req, {MEETINGS:,} meetings",
+            f"app CPU ms/req, {LARGE:,} meetings",
+        ],
+        [
+            [vendor, f"`GET {registry.example(vendor).path}`", f"{ms:.3f}", f"{large[vendor]:.3f}"]
+            for vendor, ms in small.items()
+        ],
+    )
     setup = (
         f"{CONCURRENCY} concurrent keep-alive HTTPS clients, {SECONDS:g} s per vendor, "
         f"sandbox seeded with {MEETINGS} meetings, server and client processes on "
         f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end)."
     )
-    return f"{setup}\n\n{throughput}\n\n{startup}\n"
+    return f"{setup}\n\n{throughput}\n\n{in_app}\n\n{startup}\n"
 
 
 if __name__ == "__main__":

@@ -132,6 +132,12 @@ class _Meeting:
     password_required: bool = False
     deleted: bool = False
     sessions: list[_Session] = field(default_factory=list)
+    _upcoming: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name != "_upcoming":  # any change of a field: the list row is formatted again
+            object.__setattr__(self, "_upcoming", None)
 
     def by_id(self) -> dict[str, Any]:
         return {
@@ -151,6 +157,12 @@ class _Meeting:
         }
 
     def upcoming(self) -> dict[str, Any]:
+        """The meeting's row in upcomingMeetings (formatted once per change of the meeting)."""
+        if self._upcoming is None:
+            self._upcoming = self._format_upcoming()
+        return dict(self._upcoming)
+
+    def _format_upcoming(self) -> dict[str, Any]:
         return {
             "meetingId": str(self.id),
             "subject": self.subject,
@@ -220,6 +232,9 @@ class GoToEmulator:
         self._lock = threading.RLock()
         self.organizers: dict[int, _Organizer] = {}
         self.meetings: dict[int, _Meeting] = {}
+        # organizer key -> the organizer's meetings not deleted, by (start, id); rebuilt after
+        # a change (load, create, update, delete), not sorted again for every request
+        self._organized: dict[int, list[_Meeting]] = {}
         self._ids = itertools.count(FIRST_NEW_MEETING_ID)
         self._env: SandboxEnv | None = None
 
@@ -258,6 +273,7 @@ class GoToEmulator:
                     join_url=seeded.join_url,
                     conference_call_info=CONFERENCE_CALL_INFO.format(code=_access(meeting_id)),
                 )
+                self._organized.clear()
                 for session in seeded.sessions:
                     self.record_session(
                         meeting_id, session.start, session.end, session.participants
@@ -483,6 +499,7 @@ class GoToEmulator:
                 password_required=password,
             )
             self.meetings[meeting_id] = meeting
+            self._organized.clear()
         return JSONResponse(
             [
                 {
@@ -515,6 +532,7 @@ class GoToEmulator:
                 return _error(404, "NotFound", "Meeting not found")
             meeting.subject, meeting.start, meeting.end = subject, start, end
             meeting.password_required = password
+            self._organized.clear()
         return Response(status_code=204)
 
     async def _delete(self, request: Request) -> Response:
@@ -525,6 +543,7 @@ class GoToEmulator:
             if meeting is None:
                 return _error(404, "NotFound", "Meeting not found")
             meeting.deleted = True
+            self._organized.clear()
         return Response(status_code=204)
 
     async def _upcoming(self, request: Request) -> Response:
@@ -534,12 +553,19 @@ class GoToEmulator:
         assert self._env is not None
         now = self._env.clock()
         with self._lock:
-            rows = [
-                m.upcoming()
-                for m in sorted(self.meetings.values(), key=lambda m: (m.start, m.id))
-                if m.organizer is organizer and not m.deleted and m.end >= now
-            ]
+            rows = [m.upcoming() for m in self._organized_by(organizer) if m.end >= now]
         return JSONResponse(rows)
+
+    def _organized_by(self, organizer: _Organizer) -> list[_Meeting]:
+        """The organizer's meetings not deleted, by (start, id), indexed once per change."""
+        with self._lock:
+            if not self._organized:
+                for meeting in self.meetings.values():
+                    if not meeting.deleted:
+                        self._organized.setdefault(meeting.organizer.key, []).append(meeting)
+                for organized in self._organized.values():
+                    organized.sort(key=lambda m: (m.start, m.id))
+            return self._organized.get(organizer.key, [])
 
     async def _historical(self, request: Request) -> Response:
         principal = self._principal(request)
