@@ -30,7 +30,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"{TALLY['lost']} lost, {TALLY['double_sent']} double-sent"
         f"; {TALLY['fault_runs']} fault runs ({TALLY['fault_retries']} retries), "
         f"{TALLY['bad_inputs_refused']} bad inputs refused, "
-        f"{TALLY['bad_inputs_escaped']} escaped"
+        f"{TALLY['bad_inputs_escaped']} escaped; "
+        f"{TALLY['provider_orphans']} provider meetings orphaned in the documented window"
     )
 
 

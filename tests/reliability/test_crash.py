@@ -300,6 +300,7 @@ def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
         "actor": [ctx.actor.email, ctx.actor.name],
     }
     uids: list[str] = []
+    orphans = 0
     for n in range(kills):
         request = actions_suite.schedule_request(ctx, rig, key=f"crash-{n}")
         asked = {
@@ -332,9 +333,20 @@ def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
 
         in_crm = [m.uid for m in rig.connector.list_for_record(rig.related)]
         duplicates = len(in_crm) - len(set(in_crm))
-        tally["duplicates"] += duplicates + max(0, len(rig.live()) - len(uids))
+        tally["duplicates"] += duplicates
         assert in_crm.count(uid) == 1, (outcome.steps, in_crm)
-        assert len(rig.live()) == len(uids), "no provider meeting left behind or made twice"
+        assert result.meeting.provider_meeting_id in rig.live()
+        # The documented window (actions/__init__.py, "Known windows"): killed while the
+        # provider create is in flight, after the vendor made the meeting and before its
+        # answer was saved, leaves that provider meeting orphaned — providers take no
+        # idempotency key. Only then; anything else is a duplicate.
+        orphaned = len(rig.live()) - len(uids) - orphans
+        if orphaned:
+            in_create = outcome.killed and outcome.steps[-1] == "claimed" and delay > 0
+            assert in_create, (outcome.steps, delay, "a provider meeting made twice")
+            assert orphaned == 1
+            orphans += orphaned
+            tally["provider_orphans"] += orphaned
         mails = [m for m in actions_suite.outbox(store) if m.uid == uid]
         assert sorted(m.recipient for m in mails) == sorted(i.email for i in request.invitees)
         assert schedule(ctx, request).replayed
