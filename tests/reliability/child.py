@@ -81,6 +81,9 @@ def main() -> None:
     def clock() -> datetime:
         return now
 
+    if config["mode"] == "deliver":
+        deliver(config, clock)
+        return
     connector = harness.make_connector(remote)
     provider = build(remote, [])
     store = Store(config["store_url"], clock=clock)
@@ -138,6 +141,33 @@ def main() -> None:
         connector.close()
         store.dispose()
     sys.stdout.write("done " + json.dumps(outcome) + "\n")
+    sys.stdout.flush()
+
+
+def deliver(config: dict[str, Any], clock: Any) -> None:
+    """``deliver_pending`` once, stopping before and after each SMTP hand-over."""
+    import smtplib
+
+    from crm_meetings.calendar.outbox import SmtpConfig, connect, deliver_pending
+    from crm_meetings.store import Store
+
+    def connect_stepping(smtp: SmtpConfig) -> smtplib.SMTP:
+        client = connect(smtp)
+        sendmail = client.sendmail
+
+        def send(*args: Any, **kwargs: Any) -> Any:
+            step("smtp.send")
+            answer = sendmail(*args, **kwargs)
+            step("smtp.sent")
+            return answer
+
+        client.sendmail = send  # type: ignore[method-assign]
+        return client
+
+    smtp = SmtpConfig(host="127.0.0.1", port=config["smtp_port"], security="none", timeout=5)
+    with Store(config["store_url"], clock=clock) as store:
+        report = deliver_pending(store, smtp, clock(), connect_smtp=connect_stepping)
+    sys.stdout.write("done " + json.dumps({"sent": len(report.sent)}) + "\n")
     sys.stdout.flush()
 
 

@@ -31,7 +31,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"; {TALLY['fault_runs']} fault runs ({TALLY['fault_retries']} retries), "
         f"{TALLY['bad_inputs_refused']} bad inputs refused, "
         f"{TALLY['bad_inputs_escaped']} escaped; "
-        f"{TALLY['provider_orphans']} provider meetings orphaned in the documented window"
+        f"{TALLY['provider_orphans']} provider meetings orphaned in the documented window, "
+        f"{TALLY['redelivered_same_message_id']} mails re-sent by a killed sender "
+        "(same Message-ID, the outbox's documented bound)"
     )
 
 

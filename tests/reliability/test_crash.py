@@ -371,3 +371,54 @@ def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
     tally["double_sent"] += double
     assert len(queued) == 2 * len(uids)
     assert (lost, double) == (0, 0)
+
+
+@pytest.mark.parametrize("action_world", [("salesforce-zoom", "sqlite")], indirect=True)
+def test_delivery_killed_mid_send_loses_nothing_and_repeats_only_by_message_id(
+    action_world: ActionWorld, tally: Counter[str], tmp_path: Path
+) -> None:
+    """The outbox's documented bound: a sender killed after the server took a message and
+    before ``sent`` was recorded sends it again once stale — the same Message-ID, at most
+    one repeat per kill; nothing is ever lost."""
+    rig, store, clock = action_world.rig, action_world.store, action_world.clock
+    ctx = ActionContext(
+        store=store,
+        connector=rig.connector,
+        provider=rig.provider,
+        actor=actions_rigs.ORGANIZER,
+        clock=clock,
+    )
+    for n in range(3):
+        schedule(ctx, actions_suite.schedule_request(ctx, rig, key=f"mail-{n}"))
+    with store.transaction() as uow:
+        queued = set(uow.session.scalars(sa.select(OutboxMessageRow.message_id)))
+    assert len(queued) == 6
+    rng = random.Random(f"{SEED}-deliver-{rig.name}")
+    sink = actions_suite.Sink()
+    port = actions_suite._free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    kills = 0
+    try:
+        config = {"mode": "deliver", "store_url": action_world.url, "smtp_port": port}
+        config |= {"crm": rig.crm, "provider": rig.provider_vendor}
+        for _ in range(50):
+            at, delay = kill_point(rng, 2 * len(queued))
+            outcome = run_child(config | {"now": clock().isoformat()}, tmp_path, at, delay)
+            clock.advance(minutes=11)  # past stale_after: rows left in `sending` are due again
+            if not outcome.killed:
+                break
+            kills += 1
+            tally["kill_points"] += 1
+        else:
+            pytest.fail("the delivery never completed")
+    finally:
+        controller.stop()
+    received = Counter(email.message_from_bytes(raw)["Message-ID"] for raw in sink.received)
+    lost = len(queued - set(received))
+    repeats = sum(n - 1 for n in received.values())
+    tally["lost"] += lost
+    tally["redelivered_same_message_id"] += repeats
+    assert lost == 0
+    assert set(received) == queued
+    assert repeats <= kills, "at most one repeat per kill, always with the same Message-ID"
