@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: install demo test lint typecheck pytest bench lock clean browser
+.PHONY: install demo test lint typecheck pytest bench bench-quick lock clean browser
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ browser:
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The same benchmarks at N <= 1,000; writes benchmarks/results/quick.json.
+bench-quick: $(STAMP)
+	BENCH_QUICK=1 $(BIN)/python -m benchmarks
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:

@@ -2,7 +2,8 @@
 
 Tests add what they saw to :data:`TALLY` (kill points survived, duplicates, lost and
 double-sent invitations); ``pytest_terminal_summary`` prints
-``reliability: N kill points, D duplicates, L lost, S double-sent``. The counters are only
+``reliability: crash_points=N faults=N bad_inputs=N lost=N duplicated=N`` and a line of
+details. The counters are only
 ever non-zero on a failing run: each test asserts its own zeros as well.
 """
 
@@ -25,13 +26,16 @@ TALLY: Counter[str] = Counter()
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not TALLY:
         return
+    duplicated = TALLY["duplicates"] + TALLY["double_sent"]
+    bad_inputs = TALLY["bad_inputs_refused"] + TALLY["bad_inputs_escaped"]
     terminalreporter.write_line(
-        f"reliability: {TALLY['kill_points']} kill points, {TALLY['duplicates']} duplicates, "
-        f"{TALLY['lost']} lost, {TALLY['double_sent']} double-sent"
-        f"; {TALLY['fault_runs']} fault runs ({TALLY['fault_retries']} retries), "
-        f"{TALLY['bad_inputs_refused']} bad inputs refused, "
-        f"{TALLY['bad_inputs_escaped']} escaped; "
-        f"{TALLY['provider_orphans']} provider meetings orphaned in the documented window, "
+        f"reliability: crash_points={TALLY['kill_points']} faults={TALLY['fault_retries']} "
+        f"bad_inputs={bad_inputs} lost={TALLY['lost']} duplicated={duplicated}"
+    )
+    terminalreporter.write_line(
+        f"reliability details: {TALLY['fault_runs']} fault runs; {TALLY['bad_inputs_refused']} "
+        f"bad inputs refused, {TALLY['bad_inputs_escaped']} escaped; "
+        f"{TALLY['provider_orphans']} provider meetings orphaned in the documented window; "
         f"{TALLY['redelivered_same_message_id']} mails re-sent by a killed sender "
         "(same Message-ID, the outbox's documented bound)"
     )
