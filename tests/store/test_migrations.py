@@ -65,6 +65,8 @@ TABLE_MODULES = (
     "crm_meetings.senders.tables",
     "crm_meetings.contacts.tables",
     "crm_meetings.web.tables",
+    "crm_meetings.store.preferences",
+    "crm_meetings.actions.tables",
 )
 
 

@@ -180,10 +180,12 @@ class Worker:
 
 def _saved_schedule(store: Store) -> dict[str, object]:
     """The nightly time the admin page saved, if any."""
-    from crm_meetings.web import data
+    from crm_meetings.store import preferences
 
     with store.transaction() as uow:
-        return data.get_preference(uow, data.DEPLOYMENT, data.SYNC_SCHEDULE) or {}
+        return (
+            preferences.get_preference(uow, preferences.DEPLOYMENT, preferences.SYNC_SCHEDULE) or {}
+        )
 
 
 def run_worker(worker: Worker) -> int:

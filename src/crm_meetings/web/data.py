@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import sqlalchemy as sa
 
@@ -18,9 +18,15 @@ from crm_meetings.connectors.base import RecordType
 from crm_meetings.errors import NotFoundError
 from crm_meetings.model import Meeting
 from crm_meetings.store import UnitOfWork
+from crm_meetings.store.preferences import (
+    DEPLOYMENT,
+    SYNC_SCHEDULE,
+    get_preference,
+    set_preference,
+)
 from crm_meetings.store.tables import MeetingRow
 from crm_meetings.web.auth import generate_api_key, hash_api_key
-from crm_meetings.web.tables import ApiKeyRow, OrgPreferenceRow
+from crm_meetings.web.tables import ApiKeyRow
 
 __all__ = [
     "DEPLOYMENT",
@@ -38,8 +44,6 @@ __all__ = [
 ]
 
 #: the pseudo-org of deployment-wide preferences (the nightly job is one per deployment)
-DEPLOYMENT: Final = "*"
-SYNC_SCHEDULE: Final = "sync_schedule"
 HIDDEN_RECORD_TYPES: Final = "hidden_record_types"
 
 
@@ -82,32 +86,6 @@ def retry_outbox(uow: UnitOfWork, org_id: str, ids: Sequence[int] | None) -> int
     mine = set(uow.session.scalars(query))
     wanted = mine if ids is None else mine & set(ids)
     return Outbox.retry(uow, sorted(wanted)) if wanted else 0
-
-
-def get_preference(uow: UnitOfWork, org_id: str, name: str) -> dict[str, Any] | None:
-    row = uow.session.scalars(
-        sa.select(OrgPreferenceRow).where(
-            OrgPreferenceRow.org_id == org_id, OrgPreferenceRow.name == name
-        )
-    ).one_or_none()
-    return None if row is None else dict(row.value)
-
-
-def set_preference(
-    uow: UnitOfWork, org_id: str, name: str, value: dict[str, Any], *, by: str
-) -> None:
-    row = uow.session.scalars(
-        sa.select(OrgPreferenceRow).where(
-            OrgPreferenceRow.org_id == org_id, OrgPreferenceRow.name == name
-        )
-    ).one_or_none()
-    if row is None:
-        row = OrgPreferenceRow(org_id=org_id, name=name)
-        uow.session.add(row)
-    row.value = value
-    row.updated_at = uow.clock()
-    row.updated_by = by
-    uow.flush()
 
 
 def stored_record_types(uow: UnitOfWork, org_id: str) -> list[RecordType]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_meetings.store.tables import Base
 
-__all__ = ["ApiKeyRow", "OrgPreferenceRow"]
+__all__ = ["ApiKeyRow"]
 
 
 class ApiKeyRow(Base):
@@ -30,17 +29,3 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
-
-
-class OrgPreferenceRow(Base):
-    """One admin choice per (org, name), e.g. the hidden meeting record types."""
-
-    __tablename__ = "org_preferences"
-    __table_args__ = (sa.UniqueConstraint("org_id", "name"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    org_id: Mapped[str] = mapped_column(sa.String(255))
-    name: Mapped[str] = mapped_column(sa.String(64))
-    value: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    updated_at: Mapped[datetime]
-    updated_by: Mapped[str] = mapped_column(sa.String(320))
