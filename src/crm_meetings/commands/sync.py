@@ -9,6 +9,7 @@ started, exit status 1). ``--since`` re-reads from a date without moving the che
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -298,6 +299,67 @@ def _run_json(run: SyncRun) -> dict[str, Any]:
         "meeting_id": run.meeting_id,
         "counters": run.counters.to_json(),
     }
+
+
+@app.command("schedule")
+def schedule(
+    ctx: typer.Context,
+    hour: Annotated[int | None, typer.Option(min=0, max=23, help="Hour of the day.")] = None,
+    minute: Annotated[int | None, typer.Option(min=0, max=59, help="Minute.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA timezone, e.g. Europe/Paris.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show or change the nightly sync time; a running worker picks a change up within a
+    round, no restart (the same choice the admin page saves)."""
+    from apscheduler.jobstores.base import JobLookupError
+
+    from crm_meetings.store import Store, preferences
+    from crm_meetings.sync.jobs import settings_store_url
+    from crm_meetings.sync.schedule import (
+        NIGHTLY_JOB_ID,
+        build_scheduler,
+        nightly_trigger,
+        stop_scheduler,
+    )
+
+    loaded = settings(ctx)
+    url = settings_store_url(loaded)
+    with Store(url) as store, store.transaction() as uow:
+        saved = preferences.get_preference(uow, preferences.DEPLOYMENT, preferences.SYNC_SCHEDULE)
+        when = {
+            "hour": loaded.sync.hour,
+            "minute": loaded.sync.minute,
+            "timezone": loaded.sync.timezone,
+            **(saved or {}),
+        }
+        changes = {"hour": hour, "minute": minute, "timezone": timezone}
+        when.update({k: v for k, v in changes.items() if v is not None})
+        trigger = nightly_trigger(int(when["hour"]), int(when["minute"]), str(when["timezone"]))
+        if any(v is not None for v in changes.values()):
+            preferences.set_preference(
+                uow, preferences.DEPLOYMENT, preferences.SYNC_SCHEDULE, when, by="cli"
+            )
+    scheduler = build_scheduler(url, timezone=str(when["timezone"]))
+    scheduler.start(paused=True)
+    try:
+        if any(v is not None for v in changes.values()):
+            # without a worker's job yet, the worker starts with the saved time
+            with contextlib.suppress(JobLookupError):
+                scheduler.reschedule_job(NIGHTLY_JOB_ID, trigger=trigger)
+        job = scheduler.get_job(NIGHTLY_JOB_ID)
+        next_run = job.next_run_time if job is not None else None
+    finally:
+        stop_scheduler(scheduler)
+    if next_run is None:
+        next_run = trigger.get_next_fire_time(None, datetime.now(ZoneInfo(str(when["timezone"]))))
+    shown = {**when, "next_run": next_run.isoformat() if next_run else None}
+    if as_json:
+        console.print_json(json.dumps(shown))
+        return
+    console.print(
+        f"Nightly sync at {int(when['hour']):02d}:{int(when['minute']):02d} "
+        f"{when['timezone']}; next run {shown['next_run']}."
+    )
 
 
 @app.command("runs")
