@@ -64,7 +64,7 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str | None:
 
 
 async def drop_connection(receive: Receive, send: Send) -> None:
-    """Close the client's connection without any response (uvicorn's h11 server).
+    """Close the client's connection without any response (uvicorn).
 
     uvicorn hands the app its request cycle's bound ``send``; the cycle holds the transport.
     After aborting it, wait until the server has seen the disconnect, so that it does not

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Self
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from crm_meetings.errors import ConflictError
 from crm_meetings.sandbox import registry
@@ -44,8 +44,8 @@ STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
-class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol, but an idle connection is aborted on shutdown.
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (C parser), but an idle connection is aborted on shutdown.
 
     A plain ``close()`` of a TLS connection sends close_notify and waits for the client's;
     a pooled client connection that nobody reads never answers, so the socket would outlive
