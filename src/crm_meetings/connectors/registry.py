@@ -59,6 +59,7 @@ def _zoho(settings: Settings) -> Connector:
         credentials,
         data_center=section.data_center,
         api_url=section.api_base,
+        api_version=section.api_version,
         accounts_url=section.accounts_base,
         verify=section.ca_bundle if section.ca_bundle is not None else True,
     )

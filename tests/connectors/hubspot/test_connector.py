@@ -272,3 +272,26 @@ def test_record_types_and_check(connector: HubSpotConnector, sandbox: Sandbox) -
     failed = [c for c in connector.check() if not c.ok]
     assert [c.name for c in failed] == ["hubspot meetings properties"]
     assert "crm_meetings_uid" in failed[0].fix
+
+
+def test_a_full_read_past_the_search_ceiling_restarts_above_the_last_id(
+    connector: HubSpotConnector, sandbox: Sandbox
+) -> None:
+    """HubSpot's search stops at 10,000 results per query; the connector restarts the query
+    with ``hs_object_id > last id`` before reaching it. Here the ceiling is 500 on both
+    sides, so reading 1,206 meetings takes three queries."""
+    emulator(sandbox).search_cap = 500
+    connector.search_cap = 500
+    made = connector.create_many([meeting(invitees=()) for _ in range(1200)])
+    assert all(r.ok for r in made)
+    searches_before = sandbox.calls.count("hubspot", endpoint="*/search", method="POST")
+    pages = list(connector.changed_since(None))
+    seen = [m.crm_record_id for page in pages for m in page.meetings]
+    assert len(seen) == len(set(seen)) == 1206, "every meeting once, none twice"
+    assert {r.record_id for r in made} <= set(seen)
+    refused = sandbox.calls.count("hubspot", endpoint="*/search", status=400)
+    assert refused == 0, "no page ever asked past the ceiling"
+    searches = sandbox.calls.count("hubspot", endpoint="*/search", method="POST")
+    # a restart replaces the next page's request, so no call is spent on it: reading all
+    # 1,206 past a 500-result ceiling is only possible through the restarts
+    assert searches - searches_before == math.ceil(1206 / 200)

@@ -211,3 +211,14 @@ def test_check_and_record_types(connector: ZohoConnector) -> None:
     assert all(c.ok for c in checks), checks
     assert connector.budget().remaining is not None
     assert {t.name for t in connector.record_types()} == {"Standard", "Customer Meeting"}
+
+
+def test_the_api_version_is_a_setting_and_a_bad_one_names_the_key() -> None:
+    from crm_meetings.connectors.zoho import ZohoConnector, ZohoCredentials
+    from crm_meetings.errors import ConfigurationError
+
+    credentials = ZohoCredentials("id", "secret", "refresh")
+    assert ZohoConnector(credentials, api_version="v9").api_path == "/crm/v9"
+    with pytest.raises(ConfigurationError) as info:
+        ZohoConnector(credentials, api_version="8")
+    assert info.value.key == "zoho.api_version"

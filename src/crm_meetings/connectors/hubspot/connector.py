@@ -127,6 +127,7 @@ class HubSpotConnector:
 
     crm = CrmKind.HUBSPOT
     batch_limit = BATCH_LIMIT
+    search_cap = SEARCH_CAP  # HubSpot's results-per-query ceiling (lower it only in tests)
 
     def __init__(
         self,
@@ -371,7 +372,7 @@ class HubSpotConnector:
             following = ((data.get("paging") or {}).get("next") or {}).get("after")
             if not following or not results:
                 return
-            if int(following) + SEARCH_PAGE > SEARCH_CAP:
+            if int(following) + SEARCH_PAGE > self.search_cap:
                 last_id, offset = str(results[-1]["id"]), 0  # restart above the last id
             else:
                 offset = int(following)

@@ -86,7 +86,6 @@ from crm_meetings.transport import CallCounter, RetryPolicy, retrying
 __all__ = ["DATA_CENTERS", "ZohoConnector", "ZohoCredentials"]
 
 VENDOR: Final = "zoho"
-API: Final = "/crm/v8"
 BATCH_LIMIT: Final = 100
 PAGE_SIZE: Final = 200
 COQL_IN_LIMIT: Final = 50
@@ -164,7 +163,14 @@ class ZohoConnector:
         owner_ids: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         transport: httpx.BaseTransport | None = None,
+        api_version: str = "v8",
     ) -> None:
+        if not re.fullmatch(r"v\d+", api_version):
+            raise ConfigurationError(
+                f"{api_version!r} is not a Zoho API version", key="zoho.api_version",
+                hint="Use v8 (the version this connector is tested against).",
+            )  # fmt: skip
+        self.api_path = f"/crm/{api_version}"
         if data_center not in DATA_CENTERS:
             raise ConfigurationError(
                 f"unknown data center {data_center!r}; valid: {', '.join(DATA_CENTERS)}",
@@ -289,14 +295,14 @@ class ZohoConnector:
         body: Any,
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
-        url = self.api_url + API + (path if path is not None else endpoint)
+        url = self.api_url + self.api_path + (path if path is not None else endpoint)
         auth = {"Authorization": f"Zoho-oauthtoken {self._access_token}", **(headers or {})}
         try:
             response = self._http.request(method, url, params=params, json=body, headers=auth)
         except httpx.HTTPError as error:
-            self.calls.record(VENDOR, API + endpoint, method, None)
+            self.calls.record(VENDOR, self.api_path + endpoint, method, None)
             raise _Dropped(str(error) or type(error).__name__) from error
-        self.calls.record(VENDOR, API + endpoint, method, response.status_code)
+        self.calls.record(VENDOR, self.api_path + endpoint, method, response.status_code)
         self._observe_budget(response)
         if response.status_code < 300 or response.status_code == 304:
             return response

@@ -130,6 +130,7 @@ class HubSpotEmulator:
     name = "hubspot"
 
     def __init__(self) -> None:
+        self.search_cap = SEARCH_CAP  # tests lower it to reach the ceiling cheaply
         self.env: SandboxEnv | None = None
         self.store = Store(clock=lambda: datetime.now(UTC))
         self.owners: list[dict[str, Any]] = []
@@ -637,21 +638,21 @@ class HubSpotEmulator:
                 context={"limit": [str(limit)]},
             )
         after = int(body.get("after") or 0)
-        if after >= SEARCH_CAP:
+        if after >= self.search_cap:
             raise validation_error(
-                f"Paging past {SEARCH_CAP} results is not supported: the search endpoints "
-                f"return at most {SEARCH_CAP} results per query.",
+                f"Paging past {self.search_cap} results is not supported: the search endpoints "
+                f"return at most {self.search_cap} results per query.",
                 context={"after": [str(after)]},
             )
         rows = self.store.search(object_type, body)
         wanted = self._wanted(body.get("properties")) or []
-        page = rows[after : min(after + limit, SEARCH_CAP)]
+        page = rows[after : min(after + limit, self.search_cap)]
         answer: dict[str, Any] = {
             "total": len(rows),
             "results": [r.to_json(list(dict.fromkeys([*wanted, *_DEFAULT]))) for r in page],
         }
         following = after + limit
-        if following < min(len(rows), SEARCH_CAP):
+        if following < min(len(rows), self.search_cap):
             answer["paging"] = {"next": {"after": str(following)}}
         return _json(answer)
 
