@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from email.utils import parseaddr
@@ -314,10 +314,7 @@ def cancel_command(
     as_json: Json = False,
 ) -> None:
     """Cancel: the CRM record stays (cancelled); every invitee gets a CANCEL."""
-    chosen = _key(key)
-    with _context(ctx, crm, actor, provider) as context:
-        request = MeetingRequest(idempotency_key=chosen, meeting=meeting)
-        _report(cancel(context, request), as_json, chosen)
+    _act_on(cancel, ctx, meeting, crm, actor, provider, key, as_json)
 
 
 @app.command("delete")
@@ -331,10 +328,24 @@ def delete_command(
     as_json: Json = False,
 ) -> None:
     """Delete the CRM record and the provider meeting; every invitee gets a CANCEL."""
+    _act_on(delete, ctx, meeting, crm, actor, provider, key, as_json)
+
+
+def _act_on(
+    action: Callable[[ActionContext, MeetingRequest], ActionResult],
+    ctx: typer.Context,
+    meeting: str,
+    crm: str,
+    actor: str,
+    provider: str | None,
+    key: str | None,
+    as_json: bool,
+) -> None:
+    """Run a cancel or delete with a (printed) idempotency key and report the result."""
     chosen = _key(key)
     with _context(ctx, crm, actor, provider) as context:
         request = MeetingRequest(idempotency_key=chosen, meeting=meeting)
-        _report(delete(context, request), as_json, chosen)
+        _report(action(context, request), as_json, chosen)
 
 
 @app.command("show")
