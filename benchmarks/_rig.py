@@ -12,7 +12,6 @@ sandbox the same way. ``BENCH_QUICK=1`` selects the quick sizes.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import math
 import os
@@ -31,7 +30,8 @@ from typing import Any
 
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.connectors.base import Connector
-from crm_meetings.model import CrmKind, Invitee, Meeting, Person, new_meeting
+from crm_meetings.demo.seeded import schedule_seeded
+from crm_meetings.model import CrmKind, Meeting, Person
 from crm_meetings.sandbox.base import FaultPlan
 from crm_meetings.sandbox.seed import SeedData, SeedSpec, generate
 from crm_meetings.sandbox.server import Sandbox
@@ -209,35 +209,14 @@ def sync_world(crm: str, provider: str, n: int) -> Iterator[SyncWorld]:
 
 def schedule(data: SeedData, crm: str, connector: Connector, store: Store) -> list[Meeting]:
     """Our copy of every seeded meeting, created in the CRM: what ``schedule`` leaves."""
-    drafts = [
-        new_meeting(
-            crm=CRMS[crm],
-            subject=m.subject,
-            start=m.start,
-            end=m.end,
-            timezone=m.timezone,
-            organizer=Person(ORGANIZER, "Rep Zero"),
-            now=m.start - timedelta(days=7),
-            id_factory=lambda m=m: f"{crm}-{m.key}",  # type: ignore[misc]
-            invitees=tuple(Invitee(email, name) for name, email in m.invitees),
-            provider=m.provider,
-            provider_meeting_id=m.provider_meeting_id,
-            join_url=m.join_url,
-        )
-        for m in data.meetings
-    ]
-    results = connector.create_many(drafts)
-    failed = [r.error for r in results if not r.ok]
-    if failed:
-        raise RuntimeError(f"{len(failed)} meetings were not created in {crm}: {failed[:3]}")
-    meetings = [
-        dataclasses.replace(d, crm_record_id=r.record_id)
-        for d, r in zip(drafts, results, strict=True)
-    ]
-    with store.transaction() as uow:
-        for meeting in meetings:
-            uow.meetings.add(meeting)
-    return meetings
+    return schedule_seeded(
+        data.meetings,
+        crm=CRMS[crm],
+        connector=connector,
+        store=store,
+        organizer=Person(ORGANIZER, "Rep Zero"),
+        id_prefix=crm,
+    )
 
 
 # --- what a sync has to write, from the seed --------------------------------------------

@@ -16,8 +16,9 @@ import pytest
 
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.connectors.base import Connector
+from crm_meetings.demo.seeded import schedule_seeded
 from crm_meetings.errors import NoSessionExistsError, RemoteError
-from crm_meetings.model import CrmKind, Invitee, Meeting, Person, new_meeting
+from crm_meetings.model import CrmKind, Meeting, Person
 from crm_meetings.sandbox.base import FaultPlan
 from crm_meetings.sandbox.seed import SeedData, SeedSpec
 from crm_meetings.sandbox.server import Sandbox
@@ -119,33 +120,15 @@ def _schedule(
     data: SeedData, crm: str, provider: str, connector: Connector, store: Store
 ) -> list[Meeting]:
     """Our copy of every seeded meeting, created in the CRM: what `schedule` leaves behind."""
-    drafts = [
-        new_meeting(
-            crm=CRMS[crm],
-            subject=m.subject,
-            start=m.start,
-            end=m.end,
-            timezone=m.timezone,
-            organizer=Person(ORGANIZER, "Rep Zero"),
-            now=m.start - timedelta(days=7),
-            id_factory=lambda m=m: f"{crm}-{m.key}",  # type: ignore[misc]
-            invitees=tuple(Invitee(email, name) for name, email in m.invitees),
-            provider=provider,
-            provider_meeting_id=m.provider_meeting_id,
-            join_url=m.join_url,
-        )
-        for m in data.meetings
-    ]
-    results = connector.create_many(drafts)
-    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
-    meetings = [
-        dataclasses.replace(d, crm_record_id=r.record_id)
-        for d, r in zip(drafts, results, strict=True)
-    ]
-    with store.transaction() as uow:
-        for meeting in meetings:
-            uow.meetings.add(meeting)
-    return meetings
+    return schedule_seeded(
+        data.meetings,
+        crm=CRMS[crm],
+        connector=connector,
+        store=store,
+        organizer=Person(ORGANIZER, "Rep Zero"),
+        provider=provider,
+        id_prefix=crm,
+    )
 
 
 def test_started_meetings_get_sessions_and_a_second_run_writes_nothing(world: World) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 
 from crm_meetings.config import Settings, load_settings
 from crm_meetings.connectors.registry import build_connector
-from crm_meetings.model import CrmKind, Invitee, Meeting, Person, new_meeting
+from crm_meetings.demo.seeded import schedule_seeded as make_real
+from crm_meetings.model import CrmKind, Meeting, Person
 from crm_meetings.sandbox.seed import SeedData, SeedSpec
 from crm_meetings.sandbox.server import Sandbox
 from crm_meetings.store import Store, upgrade
@@ -127,35 +128,18 @@ def schedule_seeded(settings: Settings, data: SeedData, store_url: str) -> list[
     """Create every seeded meeting in the CRM and store our copy of it."""
     connector = build_connector(CRM, settings)
     try:
-        drafts = [
-            new_meeting(
+        with Store(store_url) as store:
+            return make_real(
+                data.meetings,
                 crm=CrmKind.HUBSPOT,
-                subject=m.subject,
-                start=m.start,
-                end=m.end,
-                timezone=m.timezone,
+                connector=connector,
+                store=store,
                 organizer=Person(ORGANIZER, "Rep Zero"),
-                now=m.start - timedelta(days=7),
-                id_factory=lambda m=m: f"job-{m.key}",  # type: ignore[misc]
-                invitees=tuple(Invitee(email, name) for name, email in m.invitees),
                 provider=PROVIDER,
-                provider_meeting_id=m.provider_meeting_id,
-                join_url=m.join_url,
+                id_prefix="job",
             )
-            for m in data.meetings
-        ]
-        results = connector.create_many(drafts)
     finally:
         connector.close()
-    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
-    meetings = [
-        dataclasses.replace(d, crm_record_id=r.record_id)
-        for d, r in zip(drafts, results, strict=True)
-    ]
-    with Store(store_url) as store, store.transaction() as uow:
-        for meeting in meetings:
-            uow.meetings.add(meeting)
-    return meetings
 
 
 def make_world(tmp_path: Path, store_url: str, *, extra: str = "") -> Iterator[World]:

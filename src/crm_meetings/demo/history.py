@@ -8,7 +8,6 @@ writes nothing; "sync now" on a meeting that never started answers "No session e
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,9 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from crm_meetings.demo.seeded import schedule_seeded
 from crm_meetings.demo.system import DemoSystem
 from crm_meetings.errors import CrmMeetingsError, NoSessionExistsError
-from crm_meetings.model import CrmKind, Invitee, Meeting, new_meeting
+from crm_meetings.model import CrmKind, Meeting
 from crm_meetings.store import SyncRunStatus
 from crm_meetings.sync.engine import HistorySync, SyncOptions, SyncReport
 
@@ -59,33 +59,14 @@ def _schedule_seeded(system: DemoSystem, crm: str, provider: str) -> tuple[list[
     organizer = system.organizer
     key = system.data.users[0].key
     seeded = [m for m in system.data.meetings if m.organizer == key and m.provider == provider]
-    drafts = [
-        new_meeting(
-            crm=CrmKind(crm),
-            subject=m.subject,
-            start=m.start,
-            end=m.end,
-            timezone=m.timezone,
-            organizer=organizer,
-            now=m.start - timedelta(days=7),
-            invitees=tuple(Invitee(email, name) for name, email in m.invitees),
-            provider=provider,
-            provider_meeting_id=m.provider_meeting_id,
-            join_url=m.join_url,
-        )
-        for m in seeded
-    ]
-    results = system.connectors[crm].create_many(drafts)
-    refused = [r for r in results if not r.ok]
-    if refused:
-        raise CrmMeetingsError(f"{crm} refused {len(refused)} meeting(s): {refused[0].error}")
-    meetings = [
-        dataclasses.replace(draft, crm_record_id=result.record_id)
-        for draft, result in zip(drafts, results, strict=True)
-    ]
-    with system.store.transaction() as uow:
-        for meeting in meetings:
-            uow.meetings.add(meeting)
+    meetings = schedule_seeded(
+        seeded,
+        crm=CrmKind(crm),
+        connector=system.connectors[crm],
+        store=system.store,
+        organizer=organizer,
+        provider=provider,
+    )
     idle = {ours.id for ours, m in zip(meetings, seeded, strict=True) if not m.started}
     return meetings, idle
 
