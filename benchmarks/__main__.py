@@ -40,6 +40,20 @@ def run(names: list[str]) -> str:
     return "\n".join(sections)
 
 
+def merged(path: Path, fresh: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The rows kept in ``path`` with every benchmark that ran now replaced by its fresh rows.
+
+    Running a subset (``python -m benchmarks sync_api_calls``) keeps the other benchmarks'
+    last results instead of wiping them.
+    """
+    ran = {row["benchmark"] for row in fresh}
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        kept = []
+    return [row for row in kept if row.get("benchmark") not in ran] + fresh
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmark modules to run (default: all)")
@@ -51,7 +65,7 @@ def main() -> None:
     from benchmarks._rig import ROWS, quick
 
     rows = HERE / "results" / ("quick.json" if quick() else "latest.json")
-    rows.write_text(json.dumps(ROWS, indent=1) + "\n", encoding="utf-8")
+    rows.write_text(json.dumps(merged(rows, ROWS), indent=1) + "\n", encoding="utf-8")
     print(f"\nwritten to {out} and {rows}", file=sys.stderr)
 
 
