@@ -906,8 +906,17 @@ class SalesforceEmulator:
     # SOQL
 
     def _context(self, version: str) -> soql.Context:
+        grouped: dict[tuple[str, str], dict[str, list[Row]]] = {}
+
         def children(obj: str, field: str, parent_id: str) -> list[Row]:
-            return [r for r in self.rows[obj].values() if r.get(field) == parent_id]
+            """The child rows of one parent; the children are grouped once per query (a
+            subquery asks for every parent row's children)."""
+            by_parent = grouped.get((obj, field))
+            if by_parent is None:
+                by_parent = grouped[obj, field] = {}
+                for row in self.rows[obj].values():
+                    by_parent.setdefault(row.get(field) or "", []).append(row)
+            return by_parent.get(parent_id, [])
 
         return soql.Context(
             lookup=self.find,

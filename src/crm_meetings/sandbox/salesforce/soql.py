@@ -295,13 +295,18 @@ class Context:
     value: Callable[[Any], Any]  # stored value -> JSON
 
 
-def _get(row: Row, path: str, obj: str, ctx: Context) -> Any:
+def _getter(path: str, obj: str, ctx: Context) -> Callable[[Row], Any]:
+    """Reads ``path`` (``Field`` or ``Parent.Field``) of a row; resolved once per query."""
     head, _, tail = path.partition(".")
     if not tail:
-        return row.get(head)
+        return lambda row: row.get(head)
     ref_field, _ = PARENTS[(obj, head)]
-    found = ctx.lookup(row.get(ref_field) or "")
-    return found[1].get(tail) if found else None
+
+    def parent_value(row: Row) -> Any:
+        found = ctx.lookup(row.get(ref_field) or "")
+        return found[1].get(tail) if found else None
+
+    return parent_value
 
 
 def _compare(left: Any, op: str, right: Any) -> bool:
@@ -323,18 +328,23 @@ def _compare(left: Any, op: str, right: Any) -> bool:
         return False
 
 
-def _match(row: Row, cond: Cond | None, obj: str, ctx: Context) -> bool:
+def _predicate(cond: Cond | None, obj: str, ctx: Context) -> Callable[[Row], bool]:
+    """The WHERE clause as one test per row, built once per query (not once per row)."""
     if cond is None:
-        return True
-    if cond.op == "and":
-        return all(_match(row, part, obj, ctx) for part in cond.parts)
-    if cond.op == "or":
-        return any(_match(row, part, obj, ctx) for part in cond.parts)
-    value = _get(row, cond.path, obj, ctx)
-    if cond.op in ("in", "not in"):
-        found = any(_compare(value, "=", option) for option in cond.value)
-        return found if cond.op == "in" else not found
-    return _compare(value, cond.op, cond.value)
+        return lambda row: True
+    if cond.op in ("and", "or"):
+        parts = [_predicate(part, obj, ctx) for part in cond.parts]
+        if cond.op == "and":
+            return lambda row: all(test(row) for test in parts)
+        return lambda row: any(test(row) for test in parts)
+    get, op, right = _getter(cond.path, obj, ctx), cond.op, cond.value
+    if op in ("in", "not in"):
+        inside = op == "in"
+        return lambda row: any(_compare(get(row), "=", o) for o in right) == inside
+    if op in ("=", "!=") and isinstance(right, str):  # text compares case-insensitively
+        lowered, equal = right.lower(), op == "="
+        return lambda row: (isinstance(v := get(row), str) and v.lower() == lowered) == equal
+    return lambda row: _compare(get(row), op, right)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -348,13 +358,11 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def _select(query: Query, obj: str, rows: Iterable[Row], ctx: Context) -> list[Row]:
-    chosen = [row for row in rows if _match(row, query.where, obj, ctx)]
+    test = _predicate(query.where, obj, ctx)
+    chosen = [row for row in rows if test(row)]
     for path, descending in reversed(query.order):
-
-        def key(row: Row, path: str = path) -> tuple[int, Any]:
-            return _sort_key(_get(row, path, obj, ctx))
-
-        chosen.sort(key=key, reverse=descending)
+        get = _getter(path, obj, ctx)
+        chosen.sort(key=lambda row, get=get: _sort_key(get(row)), reverse=descending)  # type: ignore[misc]
     return chosen[: query.limit] if query.limit is not None else chosen
 
 
