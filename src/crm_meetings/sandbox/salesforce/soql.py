@@ -366,21 +366,36 @@ def _select(query: Query, obj: str, rows: Iterable[Row], ctx: Context) -> list[R
     return chosen[: query.limit] if query.limit is not None else chosen
 
 
-def _render(query: Query, obj: str, row: Row, ctx: Context) -> dict[str, Any]:
-    out: dict[str, Any] = {"attributes": ctx.attributes(obj, row["Id"])}
+_Plan = list[tuple[str, str, str | None]]  # (output key, field, reference field or None)
+
+
+def _plan(query: Query, obj: str) -> _Plan:
+    """Where each selected field comes from: the row itself or the parent it references."""
+    plan: _Plan = []
     for path in query.fields:
         head, _, tail = path.partition(".")
-        if not tail:
-            out[head] = ctx.value(row.get(head))
+        plan.append((head, tail, PARENTS[(obj, head)][0]) if tail else (head, head, None))
+    return plan
+
+
+def _render(
+    query: Query, obj: str, row: Row, ctx: Context, plans: dict[int, _Plan]
+) -> dict[str, Any]:
+    plan = plans.get(id(query))
+    if plan is None:
+        plan = plans[id(query)] = _plan(query, obj)
+    out: dict[str, Any] = {"attributes": ctx.attributes(obj, row["Id"])}
+    for key, name, ref_field in plan:
+        if ref_field is None:
+            out[key] = ctx.value(row.get(name))
             continue
-        ref_field, _ = PARENTS[(obj, head)]
         found = ctx.lookup(row.get(ref_field) or "")
         if found is None:
-            out[head] = None
+            out[key] = None
             continue
-        parent = out.get(head) or {"attributes": ctx.attributes(found[0], found[1]["Id"])}
-        parent[tail] = ctx.value(found[1].get(tail))
-        out[head] = parent
+        parent = out.get(key) or {"attributes": ctx.attributes(found[0], found[1]["Id"])}
+        parent[name] = ctx.value(found[1].get(name))
+        out[key] = parent
     for relationship, sub in query.children.items():
         child_obj, ref_field = CHILDREN[(obj, relationship)]
         related = _select(sub, child_obj, ctx.children(child_obj, ref_field, row["Id"]), ctx)
@@ -388,7 +403,7 @@ def _render(query: Query, obj: str, row: Row, ctx: Context) -> dict[str, Any]:
             {
                 "totalSize": len(related),
                 "done": True,
-                "records": [_render(sub, child_obj, r, ctx) for r in related],
+                "records": [_render(sub, child_obj, r, ctx, plans) for r in related],
             }
             if related
             else None
@@ -398,6 +413,6 @@ def _render(query: Query, obj: str, row: Row, ctx: Context) -> dict[str, Any]:
 
 def run(query: Query, rows: Iterable[Row], ctx: Context) -> list[dict[str, Any]]:
     """The records ``query`` selects from ``rows`` (rows of ``query.sobject``), rendered."""
-    return [
-        _render(query, query.sobject, row, ctx) for row in _select(query, query.sobject, rows, ctx)
-    ]
+    plans: dict[int, _Plan] = {}  # the field plan of the query and of each subquery, once
+    chosen = _select(query, query.sobject, rows, ctx)
+    return [_render(query, query.sobject, row, ctx, plans) for row in chosen]
