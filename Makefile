@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: install demo test lint typecheck pytest bench bench-quick lock clean browser
+.PHONY: install demo test lint typecheck pytest bench bench-quick lock clean browser wrk
 
 install: $(STAMP)
 
@@ -35,11 +35,16 @@ pytest: $(STAMP) browser
 browser:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
-bench: $(STAMP)
+# The throughput benchmarks drive Debian's wrk (a native load generator; without it they
+# fall back to a Python one that shares the cores with the server, and say so).
+wrk:
+	test -x /usr/bin/wrk || (apt-get update && apt-get install -y wrk)
+
+bench: $(STAMP) wrk
 	$(BIN)/python -m benchmarks
 
 # The same benchmarks at N <= 1,000; writes benchmarks/results/quick.json.
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) wrk
 	BENCH_QUICK=1 $(BIN)/python -m benchmarks
 
 # Regenerate the lock after changing dependencies in pyproject.toml.

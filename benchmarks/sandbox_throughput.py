@@ -1,21 +1,24 @@
 """Sandbox throughput: HTTPS requests per second each emulator answers on loopback.
 
 The sandbox runs in its own process (``python -m crm_meetings.commands.sandbox serve
---json``, seeded with 1,000 meetings) so that the load generator does not share its GIL;
-both share this machine's cores. For each vendor, ``CONCURRENCY`` asyncio workers on one
-keep-alive ``httpx.AsyncClient`` repeat the vendor's example GET (``registry.EXAMPLES``)
-for ``SECONDS`` seconds; the table gives requests/s, latency percentiles and the statuses
-seen (the target is 1,000 requests/s per vendor). On a busy machine requests/s says more
-about the neighbours than about the sandbox, so the table also gives the server process's
-CPU time per request (from ``/proc``) and the requests/s one core would allow at that cost.
-A second table times the emulator apps alone, in-process (no TLS, no HTTP parsing, no
-client): the CPU one example request costs inside the vendor's app, with the sandbox seeded
-with 1,000 and with 10,000 meetings — a handler whose work follows the page, not the data
-set, costs the same in both columns. Startup is timed in-process: ``Sandbox(...).start()``
-of every emulator, with and without the seed.
+--json``, seeded with 1,000 meetings), pinned to CPU 0 when there are two CPUs. For each
+vendor, its representative reads — the registry's example (a short list) and the read our
+connector or provider makes most (the same query the product sends, at the list's page
+size) — are driven for ``SECONDS`` seconds by ``CONNECTIONS`` keep-alive HTTPS connections
+of Debian's ``wrk`` pinned to CPU 1 (``benchmarks/_load.py``; without ``wrk``, an httpx
+load generator, and the table says so). The table gives requests/s, latency p50/p99, the
+statuses (every non-2xx is an error) and the server process's CPU per request, the number
+that does not depend on the neighbours of a shared machine; the target is 1,000 requests/s
+per read.
 
-Reproduce: ``python -m benchmarks sandbox_throughput`` (5 s per vendor; ``BENCH_QUICK=1``:
-2 s), or ``python benchmarks/sandbox_throughput.py`` for the table alone.
+A second table times the same reads inside the emulator apps alone, in-process (no TLS,
+no HTTP parsing, no client), with the sandbox seeded with 1,000 and with 10,000 meetings: a
+handler whose work follows the page, not the data set, costs the same in both columns.
+Startup is timed in-process: ``Sandbox(...).start()`` of every emulator, with and without
+the seed.
+
+Reproduce: ``python -m benchmarks sandbox_throughput`` (5 s per read; ``BENCH_QUICK=1``:
+2 s), or ``python benchmarks/sandbox_throughput.py`` for the tables alone.
 """
 
 from __future__ import annotations
@@ -25,18 +28,30 @@ import json
 import os
 import signal
 import ssl
-import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
+from benchmarks._load import (
+    COLUMNS,
+    Measured,
+    Read,
+    generator,
+    measure,
+    pinning,
+    server_prefix,
+)
+from benchmarks._rig import ORGANIZER, record, table
+from crm_meetings.connectors.hubspot.mapping import MEETING_PROPERTIES
+from crm_meetings.connectors.salesforce.mapping import EVENT_SELECT
+from crm_meetings.connectors.zoho.connector import PAGE_SIZE as ZOHO_COQL_PAGE
 from crm_meetings.sandbox import registry
 from crm_meetings.sandbox.admin import Controls, admin_app
 from crm_meetings.sandbox.base import SandboxEnv
@@ -46,50 +61,108 @@ from crm_meetings.sandbox.server import Sandbox
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SECONDS = 2.0 if QUICK else 5.0
-CONCURRENCY = 8
+CONNECTIONS = 8
 MEETINGS = 1000
-TARGET_RPS = 1000
+ORGANIZERS = 5  # the defaults of ``sandbox serve``, so that the in-process apps match
+RECORDS = 50
+PAGE = 10  # page size of the list reads, as in the registry's examples
 LARGE = 10 * MEETINGS  # the data set of the second in-process column
-APP_REQUESTS = 300 if QUICK else 1000  # per vendor and size, in-process
+APP_REQUESTS = 300 if QUICK else 1000  # per read and size, in-process
+SF = "/services/data/v62.0"
+G2M = "/G2M/rest/v2"
 
 
-@dataclass
-class Result:
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One representative read, relative to the vendor's base URL."""
+
     vendor: str
+    what: str  # what the product uses it for
+    method: str
     path: str
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    server_cpu: float = 0.0  # seconds the server process spent on the measured requests
+    body: str | None = None
 
-    @property
-    def cpu_ms(self) -> float:
-        return self.server_cpu / len(self.latencies) * 1000 if self.latencies else 0.0
-
-    @property
-    def rps(self) -> float:
-        return len(self.latencies) / self.seconds if self.seconds else 0.0
-
-    def percentile(self, p: int) -> float:
-        if len(self.latencies) < 2:
-            return 0.0
-        return statistics.quantiles(self.latencies, n=100)[p - 1] * 1000
+    def read(self, base_url: str, authorization: str) -> Read:
+        headers = {"Authorization": authorization}
+        if self.body is not None:
+            headers["Content-Type"] = "application/json"
+        return Read(self.method, base_url + self.path, headers, self.body)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (Linux ``/proc``; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+Get = Callable[[str, str], Awaitable[Any]]  # (vendor, path) -> the parsed JSON answer
+
+
+async def representative(get: Get, spec: SeedSpec) -> list[Call]:
+    """Each vendor's reads, with record ids found through the API itself (``get``)."""
+    week = spec.start + timedelta(days=7)
+    account = (await get("salesforce", f"{SF}/query?q=SELECT+Id+FROM+Account+LIMIT+1"))["records"][
+        0
+    ]["Id"]
+    zoho_account = (await get("zoho", "/crm/v8/Accounts?fields=Account_Name&per_page=1"))["data"][
+        0
+    ]["id"]
+    organizer = (await get("goto", f"{G2M}/organizers?{urlencode({'email': ORGANIZER})}"))[0][
+        "organizerKey"
+    ]
+    window = urlencode(
+        {"startDate": f"{spec.start:%Y-%m-%dT%H:%M:%SZ}", "endDate": f"{week:%Y-%m-%dT%H:%M:%SZ}"}
+    )
+    history = f"{G2M}/organizers/{organizer}/historicalMeetings?{window}"
+    held = (await get("goto", history))[0]["meetingId"]
+    where = f"WhatId = '{account}' ORDER BY StartDateTime, Id"  # the connector's list_for_record
+    soql = f"SELECT {EVENT_SELECT} FROM Event WHERE {where}"  # noqa: S608 — an id the API gave
+    search = {
+        "filterGroups": [
+            {"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": "0"}]}
+        ],
+        "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+        "properties": list(MEETING_PROPERTIES),
+        "limit": PAGE,
+    }
+    coql = (  # the connector's list_for_record, on an id the API gave
+        f"select id from Events where What_Id = '{zoho_account}' "  # noqa: S608
+        f"limit {ZOHO_COQL_PAGE} offset 0"
+    )
+    report = urlencode(
+        {"from": f"{spec.start:%Y-%m-%d}", "to": f"{spec.start + timedelta(days=29):%Y-%m-%d}"}
+    )
+    examples = [Call(v, "example", "GET", registry.example(v).path) for v in registry.EXAMPLES]
+    return [
+        *examples,
+        Call("salesforce", "meetings of a record", "GET", f"{SF}/query?{urlencode({'q': soql})}"),
+        Call(
+            "hubspot",
+            "changed meetings",
+            "POST",
+            "/crm/v3/objects/meetings/search",
+            json.dumps(search),
+        ),
+        Call(
+            "zoho",
+            "meetings of a record",
+            "POST",
+            "/crm/v8/coql",
+            json.dumps({"select_query": coql}),
+        ),
+        Call("goto", "sessions in a week", "GET", history),
+        Call("goto", "attendees of a meeting", "GET", f"{G2M}/meetings/{held}/attendees"),
+        Call(
+            "zoom",
+            "meetings ran in a month",
+            "GET",
+            f"/v2/report/users/me/meetings?{report}&page_size={PAGE}",
+        ),
+    ]
 
 
 def serve() -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """The sandbox CLI in a child process, and what it printed (URLs, tokens, CA)."""
     command = [sys.executable, "-m", "crm_meetings.commands.sandbox", "serve", "--json"]
+    sizes = ["--meetings", str(MEETINGS), "--organizers", str(ORGANIZERS)]
     process = subprocess.Popen(  # noqa: S603 — our own interpreter and module
-        [*command, "--meetings", str(MEETINGS)], stdout=subprocess.PIPE, text=True
+        [*server_prefix(), *command, *sizes, "--records", str(RECORDS)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -99,86 +172,107 @@ def serve() -> tuple[subprocess.Popen[str], dict[str, Any]]:
     return process, json.loads(line)
 
 
-async def load(
-    vendor: str, url: str, token: str, context: ssl.SSLContext, server_pid: int
-) -> Result:
-    """``CONCURRENCY`` workers repeating one GET for ``SECONDS``."""
-    example = registry.example(vendor)
-    result = Result(vendor, example.path)
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    headers = {"Authorization": example.authorization(token)}
-    async with httpx.AsyncClient(
-        base_url=url, verify=context, headers=headers, limits=limits, timeout=10
-    ) as client:
-        await client.get(result.path)  # warm up: TLS handshakes, first-request imports
-        deadline = time.perf_counter() + SECONDS
+def served_calls(described: dict[str, Any]) -> list[Call]:
+    """The representative reads, ids found over HTTPS from the served sandbox."""
+    vendors: dict[str, dict[str, str]] = described["vendors"]
+    context = ssl.create_default_context(cafile=described["ca_path"])
 
-        async def worker() -> None:
-            while (started := time.perf_counter()) < deadline:
-                response = await client.get(result.path)
-                result.latencies.append(time.perf_counter() - started)
-                result.statuses[response.status_code] += 1
+    async def get(vendor: str, path: str) -> Any:
+        info = vendors[vendor]
+        headers = {"Authorization": info["authorization"]}
+        async with httpx.AsyncClient(verify=context, headers=headers, timeout=10) as client:
+            response = await client.get(info["url"] + path)
+        response.raise_for_status()
+        return response.json()
 
-        began, cpu = time.perf_counter(), cpu_seconds(server_pid)
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        result.seconds = time.perf_counter() - began
-        result.server_cpu = cpu_seconds(server_pid) - cpu
-    return result
+    return asyncio.run(representative(get, spec(MEETINGS)))
 
 
-async def app_ms(app: SandboxMiddleware, path: str, authorization: str, n: int) -> float:
-    """Milliseconds of CPU per request of ``GET path`` through the wrapped app, in-process."""
+def spec(meetings: int) -> SeedSpec:
+    return SeedSpec(seed=42, meetings=meetings, organizers=ORGANIZERS, records=RECORDS)
+
+
+# --- in-process ---------------------------------------------------------------------------
+
+
+async def asgi(
+    app: SandboxMiddleware, method: str, path: str, authorization: str, body: str | None
+) -> tuple[int, bytes]:
+    """One request through the wrapped app, in-process: (status, body)."""
     route, _, query = path.partition("?")
     headers = [(b"host", b"sandbox"), (b"authorization", authorization.encode())]
+    if body is not None:
+        headers.append((b"content-type", b"application/json"))
+    payload = (body or "").encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "https",
+        "path": route,
+        "raw_path": route.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": headers,
+        "server": ("127.0.0.1", 443),
+        "client": ("127.0.0.1", 50000),
+    }
+    status, chunks = 0, []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": payload, "more_body": False}
 
-    async def one() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "https",
-            "path": route,
-            "raw_path": route.encode(),
-            "root_path": "",
-            "query_string": query.encode(),
-            "headers": headers,
-            "server": ("127.0.0.1", 443),
-            "client": ("127.0.0.1", 50000),
-        }
-        statuses: list[int] = []
+    async def send(message: Any) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
 
-        async def send(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                statuses.append(message["status"])
-
-        await app(scope, receive, send)
-        if statuses != [200]:
-            raise SystemExit(f"GET {path}: {statuses}")
-
-    await one()
-    began = time.process_time()
-    for _ in range(n):
-        await one()
-    return (time.process_time() - began) / n * 1000
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
 
 
-def app_costs(meetings: int) -> dict[str, float]:
-    """Per vendor: ms of CPU per example request inside its app, seeded with ``meetings``."""
-    data = generate(SeedSpec(seed=42, meetings=meetings))
-    costs: dict[str, float] = {}
+async def app_ms(apps: dict[str, tuple[SandboxMiddleware, str]], calls: list[Call]) -> list[float]:
+    """Milliseconds of CPU per request of each call through its vendor's app, in-process."""
+    costs = []
+    for call in calls:
+        app, authorization = apps[call.vendor]
+        status, _ = await asgi(app, call.method, call.path, authorization, call.body)
+        if status != 200:
+            raise SystemExit(f"{call.method} {call.path}: {status}")
+        began = time.process_time()
+        for _ in range(APP_REQUESTS):
+            await asgi(app, call.method, call.path, authorization, call.body)
+        costs.append((time.process_time() - began) / APP_REQUESTS * 1000)
+    return costs
+
+
+def app_costs(meetings: int) -> tuple[list[Call], list[float]]:
+    """The representative reads of a sandbox seeded with ``meetings``, and their CPU in-app."""
+    data = generate(spec(meetings))
+    apps: dict[str, tuple[SandboxMiddleware, str]] = {}
     for emulator in registry.create_all():
         env = SandboxEnv()
         admin = admin_app(Controls(env, {emulator.name: emulator}), emulator.name)
         app = SandboxMiddleware(emulator, emulator.build_app(env), env, admin=admin)
         emulator.load(data)
-        example = registry.example(emulator.name)
-        authorization = example.authorization(env.tokens.issue(emulator.name))
-        costs[emulator.name] = asyncio.run(app_ms(app, example.path, authorization, APP_REQUESTS))
-    return costs
+        token = env.tokens.issue(emulator.name)
+        apps[emulator.name] = (app, registry.example(emulator.name).authorization(token))
+
+    async def get(vendor: str, path: str) -> Any:
+        app, authorization = apps[vendor]
+        status, body = await asgi(app, "GET", path, authorization, None)
+        if status != 200:
+            raise SystemExit(f"GET {path}: {status}")
+        return json.loads(body)
+
+    async def run() -> tuple[list[Call], list[float]]:
+        calls = await representative(get, spec(meetings))
+        return calls, await app_ms(apps, calls)
+
+    return asyncio.run(run())
 
 
 def startup_seconds(seed: SeedSpec | None) -> float:
@@ -189,79 +283,86 @@ def startup_seconds(seed: SeedSpec | None) -> float:
     return elapsed
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+# --- the run --------------------------------------------------------------------------------
 
 
-def main() -> str:
+def shown(call: Call) -> str:
+    path = call.path if len(call.path) <= 70 else call.path[:67] + "…"
+    return f"{call.what}: `{call.method} {path}`"
+
+
+def load_all() -> list[tuple[Call, Measured]]:
     process, described = serve()
     try:
-        context = ssl.create_default_context(cafile=described["ca_path"])
-        results = [
-            asyncio.run(load(vendor, info["url"], info["access_token"], context, process.pid))
-            for vendor, info in described["vendors"].items()
-        ]
+        vendors: dict[str, dict[str, str]] = described["vendors"]
+        results = []
+        for call in served_calls(described):
+            info = vendors[call.vendor]
+            read = call.read(info["url"], info["authorization"])
+            results.append(
+                (
+                    call,
+                    measure(
+                        read,
+                        seconds=SECONDS,
+                        connections=CONNECTIONS,
+                        server_pid=process.pid,
+                        cafile=described["ca_path"],
+                    ),
+                )
+            )
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(30)
-    rows: list[list[object]] = [
-        [
-            r.vendor,
-            f"`GET {r.path}`",
-            len(r.latencies),
-            f"{r.rps:,.0f}",
-            f"{r.percentile(50):.1f}",
-            f"{r.percentile(99):.1f}",
-            f"{r.cpu_ms:.2f}",
-            f"{1000 / r.cpu_ms:,.0f}" if r.cpu_ms else "–",
-            ", ".join(f"{code}×{n}" for code, n in sorted(r.statuses.items())),
-            "met" if r.rps >= TARGET_RPS else "missed",
-        ]
-        for r in results
-    ]
-    throughput = table(
-        [
-            "vendor",
-            "request",
-            "requests",
-            "req/s",
-            "p50 ms",
-            "p99 ms",
-            "server CPU ms/req",
-            "req/s per core",
-            "statuses",
-            "≥ 1,000/s",
-        ],
-        rows,
-    )
+    return sorted(results, key=lambda r: list(registry.EMULATORS).index(r[0].vendor))
+
+
+def main() -> str:
+    results = load_all()
+    rows = [[call.vendor, shown(call), *m.cells()] for call, m in results]
+    for call, m in results:
+        record(
+            "sandbox_throughput",
+            crm=call.vendor if call.vendor in ("salesforce", "hubspot", "zoho") else None,
+            n=MEETINGS,
+            vendor=call.vendor,
+            read=call.what,
+            method=call.method,
+            endpoint=call.path.partition("?")[0],
+            **m.fields(CONNECTIONS),
+        )
+    throughput = table(["vendor", "read", *COLUMNS], rows)
     started = [
         [label, f"{startup_seconds(seed) * 1000:.0f}"]
         for label, seed in (
             ("every emulator, no seed, first in the process (imports)", None),
             ("every emulator, no seed", None),
-            (f"every emulator, {MEETINGS} meetings", SeedSpec(seed=42, meetings=MEETINGS)),
+            (f"every emulator, {MEETINGS} meetings", spec(MEETINGS)),
         )
     ]
     startup = table(["Sandbox(...).start()", "ms"], started)
-    small, large = app_costs(MEETINGS), app_costs(LARGE)
+    calls, small = app_costs(MEETINGS)
+    _, large = app_costs(LARGE)
     in_app = table(
         [
             "vendor",
-            "request",
+            "read",
             f"app CPU ms/req, {MEETINGS:,} meetings",
             f"app CPU ms/req, {LARGE:,} meetings",
         ],
         [
-            [vendor, f"`GET {registry.example(vendor).path}`", f"{ms:.3f}", f"{large[vendor]:.3f}"]
-            for vendor, ms in small.items()
+            [call.vendor, shown(call), f"{ms:.3f}", f"{big:.3f}"]
+            for call, ms, big in sorted(
+                zip(calls, small, large, strict=True),
+                key=lambda r: list(registry.EMULATORS).index(r[0].vendor),
+            )
         ],
     )
     setup = (
-        f"{CONCURRENCY} concurrent keep-alive HTTPS clients, {SECONDS:g} s per vendor, "
-        f"sandbox seeded with {MEETINGS} meetings, server and client processes on "
-        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end)."
+        f"Load generator: {generator()} ({CONNECTIONS} keep-alive HTTPS connections, one "
+        f"thread), {SECONDS:g} s per read after a 1 s warm-up; sandbox seeded with "
+        f"{MEETINGS} meetings ({ORGANIZERS} organizers, {RECORDS} companies); {pinning()}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end."
     )
     return f"{setup}\n\n{throughput}\n\n{in_app}\n\n{startup}\n"
 

@@ -13,6 +13,7 @@ iCalendar SEQUENCE is bumped (RFC 5546 §2.1.4).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -138,11 +139,18 @@ def normalize_email(value: str, field_name: str = "email") -> str:
             hint="Give only the address (b@x.com); split 'Bob <b@x.com>' with parse_address().",
         )
     try:
-        checked = validate_email(candidate, check_deliverability=False, allow_smtputf8=True)
+        return _validated_address(candidate)
     except EmailNotValidError as exc:
         raise ValidationError(
             field_name, f"{value!r} is not a valid e-mail address: {exc}"
         ) from exc
+
+
+@functools.lru_cache(maxsize=8192)
+def _validated_address(candidate: str) -> str:
+    """The normalized address (syntax only, no DNS): a pure function, so each address is
+    checked once per process, not again every time a stored meeting is loaded."""
+    checked = validate_email(candidate, check_deliverability=False, allow_smtputf8=True)
     return checked.normalized.lower()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -150,6 +151,50 @@ def test_attendees_carry_the_session_as_meeting_instance_key(
     missing = client.get(f"{API}/meetings/{never.provider_meeting_id}/attendees")
     assert (missing.status_code, missing.json()["int_err_code"]) == (404, "NotFound")
     assert client.get(f"{API}/meetings/{never.provider_meeting_id}").status_code == 200
+
+
+def test_attendees_by_organizer_are_every_session_in_the_window(
+    box: Sandbox, client: httpx.Client
+) -> None:
+    """GoTo's "Get attendees by organizer": one row per attendee of each session that
+    started in the window, keyed by meetingInstanceKey (the historical rows' sessionId)."""
+    key = emulator(box).organizer_key(HOST)
+    rows = client.get(f"{API}/organizers/{key}/attendees", params=WINDOW).json()
+    history = client.get(f"{API}/organizers/{key}/historicalMeetings", params=WINDOW).json()
+    data = box.data
+    assert data is not None
+    user = next(u.key for u in data.users if u.email == HOST)
+    mine = [m for m in data.meetings if m.organizer == user]
+    assert len(rows) == sum(len(s.participants) for m in mine for s in m.sessions) > 0
+    assert {str(r["meetingInstanceKey"]) for r in rows} == {h["sessionId"] for h in history}
+    assert {r["name"] for r in rows} == {"Ben Okafor"}  # the organizer's name, not the attendee's
+    assert all(r["newMeetingId"].count("-") == 2 and r["email"] == HOST for r in rows)
+    never = {int(m.provider_meeting_id) for m in mine if not m.started}
+    assert never
+    assert not never & {r["meetingId"] for r in rows}  # a meeting never started: no rows
+    first = history[0]
+    only = {"startDate": first["startTime"], "endDate": first["startTime"]}
+    narrow = client.get(f"{API}/organizers/{key}/attendees", params=only).json()
+    assert {str(r["meetingInstanceKey"]) for r in narrow} == {first["sessionId"]}
+    assert client.get(f"{API}/organizers/{key}/attendees").status_code == 400
+    assert client.get(f"{API}/organizers/1/attendees", params=WINDOW).status_code == 404
+
+
+def test_a_session_still_running_is_not_historical_yet(box: Sandbox, client: httpx.Client) -> None:
+    data = box.data
+    assert data is not None
+    user = next(u.key for u in data.users if u.email == HOST)
+    never = next(m for m in data.meetings if m.organizer == user and not m.started)
+    now = box.env.clock()
+    emulator(box).record_session(never.provider_meeting_id, now - timedelta(minutes=5),
+                                 now + timedelta(minutes=55), ())  # fmt: skip
+    window = {
+        "startDate": WINDOW["startDate"],
+        "endDate": f"{now + timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}",
+    }
+    rows = client.get(f"{API}/historicalMeetings", params=window).json()
+    assert never.provider_meeting_id not in {r["meetingId"] for r in rows}
+    assert len(rows) == sum(len(m.sessions) for m in data.meetings if m.organizer == user)
 
 
 def test_rate_limit_fault(box: Sandbox, client: httpx.Client) -> None:

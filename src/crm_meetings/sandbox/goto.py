@@ -17,10 +17,16 @@ https://developer.citrixonline.com/sites/default/files/citrix/citrix-apis/gotome
 ``GET    /G2M/rest/v2/organizers/{organizerKey}/historicalMeetings``  the same, any organizer
 ``GET    /G2M/rest/v2/meetings/{meetingId}/attendees``   attendees of every session; 404 for a
                                                          meeting that was never held
+``GET    /G2M/rest/v2/organizers/{organizerKey}/attendees``  attendees of every session that
+                                                         started in ``startDate``..``endDate``
 =======================================================  =======================================
 
 GoTo does not page these lists: they are bare JSON arrays. Historical meetings are one row
-per session (``sessionId``), and attendee rows carry that session as ``meetingInstanceKey``.
+per session (``sessionId``); a session still running is not listed yet ("Meetings which are
+still ongoing at the time of the request are NOT contained in the result array"). Attendee
+rows carry the session as ``meetingInstanceKey``. GoTo documents no "sessions of a meeting"
+or "attendees of one session" call: a meeting's sessions are its historical rows, a
+session's attendees are its meeting's attendee rows with that ``meetingInstanceKey``.
 Errors are GoTo's ``{"int_err_code", "msg"}`` bodies (401 ``InvalidToken``, 404 ``NotFound``,
 400 ``InvalidRequest``, 429 ``TooManyRequests`` with ``Retry-After``).
 
@@ -222,6 +228,16 @@ class _Meeting:
             "groupName": "NA",
         }
 
+    def organizer_attendee(self, session: _Session, person: _Attendee) -> dict[str, Any]:
+        """An ``AttendeeByOrganizer`` row: ``name`` is the organizer's, with their group."""
+        organizer = self.organizer
+        return {
+            **self.attendee(session, person),
+            "name": f"{organizer.first_name} {organizer.last_name}".strip(),
+            "newMeetingId": _access(self.id),
+            "groupName": organizer.to_json()["groupName"],
+        }
+
 
 class GoToEmulator:
     """GoTo Meeting's organizers, meetings, sessions and attendees, in memory."""
@@ -362,6 +378,11 @@ class GoToEmulator:
                 methods=["GET"],
             ),
             Route(f"{API}/meetings/{{meetingId}}/attendees", self._attendees, methods=["GET"]),
+            Route(
+                f"{API}/organizers/{{organizerKey}}/attendees",
+                self._organizer_attendees,
+                methods=["GET"],
+            ),
         ]
         return Starlette(
             routes=routes,
@@ -567,29 +588,56 @@ class GoToEmulator:
                     organized.sort(key=lambda m: (m.start, m.id))
             return self._organized.get(organizer.key, [])
 
-    async def _historical(self, request: Request) -> Response:
+    def _scope(self, request: Request) -> tuple[_Organizer, datetime, datetime] | Response:
+        """The organizer (the path's, else the token's) and the ``startDate``..``endDate``
+        window of a history request, or the error response."""
         principal = self._principal(request)
         if principal is None:
             return self._unauthorized()
-        organizer: _Organizer | None = principal
+        organizer = principal
         if "organizerKey" in request.path_params:
             key = request.path_params["organizerKey"]
-            organizer = self.organizers.get(int(key)) if key.isdigit() else None
-            if organizer is None:
+            found = self.organizers.get(int(key)) if key.isdigit() else None
+            if found is None:
                 return _error(404, "NotFound", f"Organizer {key} not found")
+            organizer = found
         first = _parse_time(request.query_params.get("startDate"), "startDate")
         last = _parse_time(request.query_params.get("endDate"), "endDate")
         if last < first:
             raise _Invalid("endDate must not be before startDate")
+        return organizer, first, last
+
+    def _held(
+        self, organizer: _Organizer, first: datetime, last: datetime
+    ) -> list[tuple[_Meeting, _Session]]:
+        """The organizer's sessions that started in ``first``..``last``, by (start, key)."""
         with self._lock:
-            rows = [
-                (session.start, session.key, meeting.historical(session))
+            held = [
+                (meeting, session)
                 for meeting in self.meetings.values()
                 if meeting.organizer is organizer
                 for session in meeting.sessions
                 if first <= session.start <= last
             ]
-        return JSONResponse([row for _, _, row in sorted(rows, key=lambda r: (r[0], r[1]))])
+        return sorted(held, key=lambda pair: (pair[1].start, pair[1].key))
+
+    async def _historical(self, request: Request) -> Response:
+        scope = self._scope(request)
+        if isinstance(scope, Response):
+            return scope
+        assert self._env is not None
+        now = self._env.clock()
+        return JSONResponse(
+            [m.historical(s) for m, s in self._held(*scope) if s.end <= now]  # not ongoing
+        )
+
+    async def _organizer_attendees(self, request: Request) -> Response:
+        scope = self._scope(request)
+        if isinstance(scope, Response):
+            return scope
+        return JSONResponse(
+            [m.organizer_attendee(s, a) for m, s in self._held(*scope) for a in s.attendees]
+        )
 
     async def _attendees(self, request: Request) -> Response:
         if self._principal(request) is None:

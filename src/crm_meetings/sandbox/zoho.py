@@ -33,6 +33,7 @@ field): the record fails with ``INVALID_DATA`` naming the field in ``details.api
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import re
@@ -1161,11 +1162,8 @@ class ZohoEmulator:
                     ),
                     400,
                 )
-        rows = [
-            r
-            for r in sorted(self._store.records[parsed.module].values(), key=_by_id)
-            if parsed.matches(r)
-        ]
+        records = self._store.records[parsed.module].values()
+        rows = sorted(filter(parsed.matches, records), key=_by_id)  # sort the matches only
         chunk = rows[parsed.offset : parsed.offset + parsed.limit]
         if not chunk:
             return Response(status_code=204)
@@ -1217,6 +1215,12 @@ _CONDITION = re.compile(
 _VALUE = re.compile(r"'((?:[^']|'')*)'")
 
 
+@functools.lru_cache(maxsize=256)
+def _path(name: str) -> tuple[str, ...]:
+    """``What_Id.id`` → ``("What_Id", "id")``, split once per name, not once per record."""
+    return tuple(name.split("."))
+
+
 @dataclass(frozen=True, slots=True)
 class _Query:
     fields: tuple[str, ...]
@@ -1230,7 +1234,7 @@ class _Query:
             return True
         for name, accepted in self.conditions:
             value: Any = record
-            for part in name.split("."):
+            for part in _path(name):
                 value = value.get(part) if isinstance(value, dict) else None
             if isinstance(value, dict):
                 value = value.get("id")

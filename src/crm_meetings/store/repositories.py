@@ -260,14 +260,22 @@ class MeetingRepository(Repository):
         )
 
     def list_for_record(self, ref: RecordRef, *, org_id: str = DEFAULT_ORG_ID) -> list[Meeting]:
-        """Meetings for a CRM record page: related to ``ref``, or inviting it, by start."""
-        related = MeetingRow.related.any(
-            (RelatedRecordRow.object_type == ref.object_type)
-            & (RelatedRecordRow.record_id == ref.record_id)
+        """Meetings for a CRM record page: related to ``ref``, or inviting it, by start.
+
+        ``IN (SELECT meeting_id …)`` rather than correlated ``EXISTS``: the database looks
+        the record up in the (type, id) indexes once instead of probing every meeting.
+        """
+        related = MeetingRow.id.in_(
+            sa.select(RelatedRecordRow.meeting_id).where(
+                RelatedRecordRow.object_type == ref.object_type,
+                RelatedRecordRow.record_id == ref.record_id,
+            )
         )
-        invited = MeetingRow.invitees.any(
-            (InviteeRow.relation_type == ref.object_type)
-            & (InviteeRow.relation_id == ref.record_id)
+        invited = MeetingRow.id.in_(
+            sa.select(InviteeRow.meeting_id).where(
+                InviteeRow.relation_type == ref.object_type,
+                InviteeRow.relation_id == ref.record_id,
+            )
         )
         return self._many(MeetingRow.org_id == org_id, related | invited)
 

@@ -8,6 +8,7 @@ calls here and :class:`HubSpotApiError` into HubSpot's error body
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import threading
 import uuid
@@ -79,6 +80,7 @@ def validation_error(message: str, **kw: Any) -> HubSpotApiError:
     return HubSpotApiError(400, "VALIDATION_ERROR", message, **kw)
 
 
+@functools.lru_cache(maxsize=65_536)  # every record's createdAt/updatedAt, on every read
 def format_datetime(value: datetime) -> str:
     """HubSpot's datetime format: ISO 8601 UTC with milliseconds."""
     value = value.astimezone(UTC)
@@ -458,32 +460,39 @@ class Store:
         if sum(len(g.get("filters") or []) for g in groups) > MAX_FILTERS:
             raise validation_error(f"Too many filters; at most {MAX_FILTERS} in total")
         known = self.properties(object_type)
-        with self.lock:
-            rows = [r for r in self.records[object_type].values() if not r.archived]
-            if groups:
-                rows = [
-                    r
-                    for r in rows
-                    if any(
-                        all(self._matches(r, f, known) for f in g.get("filters") or [])
-                        for g in groups
-                    )
-                ]
+        compiled = [
+            [self._predicate(f, known) for f in g.get("filters") or []] for g in groups
+        ]  # validated and parsed once per request, not once per record
+        test = _any_of(compiled)
         sorts = request.get("sorts") or [{"propertyName": "hs_object_id", "direction": "ASCENDING"}]
-        for sort in reversed(sorts):
+        keys = []
+        for sort in sorts:
             name = sort.get("propertyName", "hs_object_id")
             prop = known.get(name)
             if prop is None:
                 raise validation_error(f"Unknown sort property {name}")
-            rows.sort(
-                key=lambda r, p=prop: _sort_key(p, r.properties.get(p.name)),  # type: ignore[misc]
-                reverse=sort.get("direction", "ASCENDING") == "DESCENDING",
+            keys.append((prop, sort.get("direction", "ASCENDING") == "DESCENDING"))
+        by_id = [(p.name, down) for p, down in keys] == [("hs_object_id", False)]
+        with self.lock:
+            records = self.records[object_type]
+            ordered = (
+                [records[str(i)] for i in self._order.get(object_type, [])]
+                if by_id  # the ids are kept in order: no sort for the usual case
+                else records.values()
             )
+            rows = [r for r in ordered if not r.archived and test(r)]
+        if not by_id:
+            for prop, descending in reversed(keys):
+                rows.sort(
+                    key=lambda r, p=prop: _sort_key(p, r.properties.get(p.name)),  # type: ignore[misc]
+                    reverse=descending,
+                )
         return rows
 
-    def _matches(
-        self, record: Record, flt: Mapping[str, Any], known: dict[str, PropertyDef]
-    ) -> bool:
+    def _predicate(
+        self, flt: Mapping[str, Any], known: dict[str, PropertyDef]
+    ) -> Callable[[Record], bool]:
+        """The test one filter makes of a record (raises HubSpot's 400 for a bad filter)."""
         name = str(flt.get("propertyName", ""))
         operator = str(flt.get("operator", "EQ"))
         if operator not in FILTER_OPERATORS:
@@ -492,46 +501,32 @@ class Store:
             target = canonical(name.split(".", 1)[1])
             if target is None:
                 raise validation_error(f"Unknown association filter {name}")
-            ids = set(self.associated(record.object_type, record.id, target))
-            value = str(flt.get("value", ""))
-            return (value in ids) == (operator == "EQ")
+            linked, value = operator == "EQ", str(flt.get("value", ""))
+            return lambda r: (value in self.associated(r.object_type, r.id, target)) == linked
         prop = known.get(name)
         if prop is None:
             raise validation_error(
                 f"There was a problem with the request: property {name} does not exist",
                 context={"propertyName": [name]},
             )
-        actual = record.properties.get(name) or None
-        if operator == "HAS_PROPERTY":
-            return actual is not None
-        if operator == "NOT_HAS_PROPERTY":
-            return actual is None
+        if operator in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
+            present = operator == "HAS_PROPERTY"
+            return lambda r: bool(r.properties.get(name)) == present
         if operator in ("IN", "NOT_IN"):
             values = {_sort_key(prop, str(v)) for v in flt.get("values") or []}
-            inside = actual is not None and _sort_key(prop, actual) in values
-            return inside == (operator == "IN")
-        if actual is None:
-            return operator == "NEQ"
-        have = _sort_key(prop, actual)
-        want = _sort_key(prop, str(flt.get("value", "")))
-        if operator == "BETWEEN":
-            high = _sort_key(prop, str(flt.get("highValue", "")))
-            return bool(want <= have <= high)
-        if operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
-            token = str(flt.get("value", "")).strip("*").lower()
-            return (token in actual.lower()) == (operator == "CONTAINS_TOKEN")
-        comparisons: dict[str, Callable[[Any, Any], bool]] = {
-            "EQ": lambda a, b: a == b,
-            "NEQ": lambda a, b: a != b,
-            "LT": lambda a, b: a < b,
-            "LTE": lambda a, b: a <= b,
-            "GT": lambda a, b: a > b,
-            "GTE": lambda a, b: a >= b,
-        }
-        try:
-            return comparisons[operator](have, want)
-        except TypeError:
-            return False
+            inside = operator == "IN"
+            return lambda r: (
+                (bool(r.properties.get(name)) and _sort_key(prop, r.properties[name]) in values)
+                == inside
+            )
+        test = _value_test(prop, operator, flt)
+        absent = operator == "NEQ"  # a record without the property only "differs"
+
+        def matches(record: Record) -> bool:
+            actual = record.properties.get(name) or None
+            return absent if actual is None else test(actual)
+
+        return matches
 
     # --- inspection --------------------------------------------------------------------
 
@@ -544,14 +539,61 @@ class Store:
             ]
 
 
+def _any_of(groups: list[list[Callable[[Record], bool]]]) -> Callable[[Record], bool]:
+    """``filterGroups`` as one test: OR of groups, AND of the filters inside a group."""
+    if not groups:
+        return lambda r: True
+    if len(groups) == 1:
+        tests = groups[0]
+        return tests[0] if len(tests) == 1 else lambda r: all(t(r) for t in tests)
+    return lambda r: any(all(t(r) for t in group) for group in groups)
+
+
+_COMPARISONS: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "EQ": lambda a, b: a == b,
+    "NEQ": lambda a, b: a != b,
+    "LT": lambda a, b: a < b,
+    "LTE": lambda a, b: a <= b,
+    "GT": lambda a, b: a > b,
+    "GTE": lambda a, b: a >= b,
+}
+
+
+def _value_test(prop: PropertyDef, operator: str, flt: Mapping[str, Any]) -> Callable[[str], bool]:
+    """The test of a present value: BETWEEN, (NOT_)CONTAINS_TOKEN or a comparison."""
+    if operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
+        token, wanted = str(flt.get("value", "")).strip("*").lower(), operator == "CONTAINS_TOKEN"
+        return lambda actual: (token in actual.lower()) == wanted
+    want = _sort_key(prop, str(flt.get("value", "")))
+    if operator == "BETWEEN":
+        high = _sort_key(prop, str(flt.get("highValue", "")))
+        return lambda actual: bool(want <= _sort_key(prop, actual) <= high)
+    compare = _COMPARISONS[operator]
+
+    def compared(actual: str) -> bool:
+        try:
+            return compare(_sort_key(prop, actual), want)
+        except TypeError:  # a number against text
+            return False
+
+    return compared
+
+
 def _sort_key(prop: PropertyDef, value: str | None) -> Any:
     """A comparable form of a property value (numbers and datetimes by value)."""
     if value is None or value == "":
         return (0, "")
-    if prop.type == "datetime":
+    return _comparable(prop.type, prop.name == "email", value)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _comparable(kind: str, email: bool, value: str) -> Any:
+    """``_sort_key`` of a non-empty value, parsed once per distinct value: a search filters
+    and sorts every record of the portal, and parsing dates per record dominated it."""
+    if kind == "datetime":
         parsed = parse_datetime(value)
         return (1, parsed.timestamp()) if parsed else (2, value)
-    if prop.type == "number":
+    if kind == "number":
         number = _number(value)
         return (1, number) if number is not None else (2, value)
-    return (1, value.lower() if prop.name == "email" else value)
+    return (1, value.lower() if email else value)

@@ -157,6 +157,9 @@ class SalesforceEmulator:
         self.deleted: dict[str, dict[str, datetime]] = {name: {} for name in OBJECTS}
         self._numbers: dict[str, int] = {}
         self._cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
+        self._version = 0  # bumped by every write: the indexes below are rebuilt after one
+        self._indexes: dict[tuple[str, str], tuple[tuple[int, int, int], dict[str, list[Row]]]]
+        self._indexes = {}
         self.api_usage = 0
         self.api_limit = API_LIMIT
         self.reject_subject: str | None = None  # a validation rule: this Subject is refused
@@ -230,6 +233,7 @@ class SalesforceEmulator:
     def _seed_row(self, obj: str, values: Row) -> str:
         now = self.now()
         row_id = self._new_id(obj)
+        self._version += 1
         self.rows[obj][row_id] = {
             "Id": row_id,
             "CreatedDate": now,
@@ -239,6 +243,22 @@ class SalesforceEmulator:
             **values,
         }
         return row_id
+
+    def _index(self, obj: str, field: str) -> dict[str, list[Row]]:
+        """The rows of ``obj`` by the lower-cased text of ``field`` (SOQL compares text
+        case-insensitively), built once and kept until the next write to the rows."""
+        table = self.rows[obj]
+        stamp = (self._version, id(table), len(table))  # len: rows a test added directly
+        cached = self._indexes.get((obj, field))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        index: dict[str, list[Row]] = {}
+        for row in table.values():
+            value = row.get(field)
+            if isinstance(value, str):
+                index.setdefault(value.lower(), []).append(row)
+        self._indexes[obj, field] = (stamp, index)
+        return index
 
     def find(self, record_id: str) -> tuple[str, Row] | None:
         """The live record with ``record_id`` (any object), by its key prefix."""
@@ -467,6 +487,7 @@ class SalesforceEmulator:
         if changed:
             now = self.now()
             row.update(changed, LastModifiedDate=now, SystemModstamp=now)
+            self._version += 1
             self._derived(obj_name, row)
         return []
 
@@ -487,6 +508,7 @@ class SalesforceEmulator:
         if record_id in self.deleted[obj_name]:
             return [Problem("ENTITY_IS_DELETED", "entity is deleted")]
         row = self.rows[obj_name].pop(record_id, None)
+        self._version += 1
         if row is None:
             return [Problem("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ())]
         self.deleted[obj_name][record_id] = self.now()
@@ -907,7 +929,9 @@ class SalesforceEmulator:
 
     def _context(self, version: str) -> soql.Context:
         def children(obj: str, field: str, parent_id: str) -> list[Row]:
-            return [r for r in self.rows[obj].values() if r.get(field) == parent_id]
+            """The child rows of one parent, through the index of the reference field."""
+            candidates = self._index(obj, field).get(parent_id.lower(), [])
+            return [row for row in candidates if row.get(field) == parent_id]
 
         return soql.Context(
             lookup=self.find,
@@ -915,6 +939,15 @@ class SalesforceEmulator:
             attributes=self._attributes(version),
             value=self._json,
         )
+
+    def _candidates(self, query: soql.Query) -> list[Row]:
+        """The rows that can match: those of one index entry when the WHERE clause requires
+        ``Field = 'text'`` (alone or in an AND), else every row. The full WHERE still runs."""
+        equality = _required_equality(query.where)
+        if equality is None:
+            return list(self.rows[query.sobject].values())
+        path, value = equality
+        return list(self._index(query.sobject, path).get(value.lower(), []))
 
     async def _query(self, request: Request) -> Response:
         text = request.query_params.get("q")
@@ -924,7 +957,7 @@ class SalesforceEmulator:
         try:
             query = soql.parse(text)
             with self._lock:
-                rows: list[Row] = list(self.rows[query.sobject].values())
+                rows = self._candidates(query)
                 if request.url.path.rstrip("/").endswith("queryAll"):
                     rows += [
                         {"Id": record_id, "IsDeleted": True, "SystemModstamp": when}
@@ -1005,6 +1038,7 @@ class SalesforceEmulator:
             results = [step() for step in steps]
             if saved is not None and not all(r["success"] for r in results):
                 self.rows, self.deleted, self._numbers = saved
+                self._version += 1
                 results = [
                     r
                     if not r["success"]
@@ -1105,3 +1139,14 @@ class SalesforceEmulator:
 
             steps.append(upsert)
         return JSONResponse(self._atomically(all_or_none, steps))
+
+
+def _required_equality(cond: soql.Cond | None) -> tuple[str, str] | None:
+    """A ``Field = 'text'`` every matching row must satisfy (own field, text value)."""
+    if cond is None:
+        return None
+    if cond.op == "and":
+        return next(filter(None, map(_required_equality, cond.parts)), None)
+    if cond.op == "=" and "." not in cond.path and isinstance(cond.value, str):
+        return cond.path, cond.value
+    return None

@@ -12,6 +12,7 @@ objects ``CRM_Meeting_Session__c`` and ``CRM_Meeting_Participant__c``.
 
 from __future__ import annotations
 
+import functools
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ def sf_id(prefix: str, number: int) -> str:
     return base + suffix
 
 
+@functools.lru_cache(maxsize=65_536)  # every row's dates, on every query
 def format_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
         f"{value.microsecond // 1000:03d}+0000"

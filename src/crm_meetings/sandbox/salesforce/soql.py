@@ -295,13 +295,18 @@ class Context:
     value: Callable[[Any], Any]  # stored value -> JSON
 
 
-def _get(row: Row, path: str, obj: str, ctx: Context) -> Any:
+def _getter(path: str, obj: str, ctx: Context) -> Callable[[Row], Any]:
+    """Reads ``path`` (``Field`` or ``Parent.Field``) of a row; resolved once per query."""
     head, _, tail = path.partition(".")
     if not tail:
-        return row.get(head)
+        return lambda row: row.get(head)
     ref_field, _ = PARENTS[(obj, head)]
-    found = ctx.lookup(row.get(ref_field) or "")
-    return found[1].get(tail) if found else None
+
+    def parent_value(row: Row) -> Any:
+        found = ctx.lookup(row.get(ref_field) or "")
+        return found[1].get(tail) if found else None
+
+    return parent_value
 
 
 def _compare(left: Any, op: str, right: Any) -> bool:
@@ -323,18 +328,23 @@ def _compare(left: Any, op: str, right: Any) -> bool:
         return False
 
 
-def _match(row: Row, cond: Cond | None, obj: str, ctx: Context) -> bool:
+def _predicate(cond: Cond | None, obj: str, ctx: Context) -> Callable[[Row], bool]:
+    """The WHERE clause as one test per row, built once per query (not once per row)."""
     if cond is None:
-        return True
-    if cond.op == "and":
-        return all(_match(row, part, obj, ctx) for part in cond.parts)
-    if cond.op == "or":
-        return any(_match(row, part, obj, ctx) for part in cond.parts)
-    value = _get(row, cond.path, obj, ctx)
-    if cond.op in ("in", "not in"):
-        found = any(_compare(value, "=", option) for option in cond.value)
-        return found if cond.op == "in" else not found
-    return _compare(value, cond.op, cond.value)
+        return lambda row: True
+    if cond.op in ("and", "or"):
+        parts = [_predicate(part, obj, ctx) for part in cond.parts]
+        if cond.op == "and":
+            return lambda row: all(test(row) for test in parts)
+        return lambda row: any(test(row) for test in parts)
+    get, op, right = _getter(cond.path, obj, ctx), cond.op, cond.value
+    if op in ("in", "not in"):
+        inside = op == "in"
+        return lambda row: any(_compare(get(row), "=", o) for o in right) == inside
+    if op in ("=", "!=") and isinstance(right, str):  # text compares case-insensitively
+        lowered, equal = right.lower(), op == "="
+        return lambda row: (isinstance(v := get(row), str) and v.lower() == lowered) == equal
+    return lambda row: _compare(get(row), op, right)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -348,31 +358,44 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def _select(query: Query, obj: str, rows: Iterable[Row], ctx: Context) -> list[Row]:
-    chosen = [row for row in rows if _match(row, query.where, obj, ctx)]
+    test = _predicate(query.where, obj, ctx)
+    chosen = [row for row in rows if test(row)]
     for path, descending in reversed(query.order):
-
-        def key(row: Row, path: str = path) -> tuple[int, Any]:
-            return _sort_key(_get(row, path, obj, ctx))
-
-        chosen.sort(key=key, reverse=descending)
+        get = _getter(path, obj, ctx)
+        chosen.sort(key=lambda row, get=get: _sort_key(get(row)), reverse=descending)  # type: ignore[misc]
     return chosen[: query.limit] if query.limit is not None else chosen
 
 
-def _render(query: Query, obj: str, row: Row, ctx: Context) -> dict[str, Any]:
-    out: dict[str, Any] = {"attributes": ctx.attributes(obj, row["Id"])}
+_Plan = list[tuple[str, str, str | None]]  # (output key, field, reference field or None)
+
+
+def _plan(query: Query, obj: str) -> _Plan:
+    """Where each selected field comes from: the row itself or the parent it references."""
+    plan: _Plan = []
     for path in query.fields:
         head, _, tail = path.partition(".")
-        if not tail:
-            out[head] = ctx.value(row.get(head))
+        plan.append((head, tail, PARENTS[(obj, head)][0]) if tail else (head, head, None))
+    return plan
+
+
+def _render(
+    query: Query, obj: str, row: Row, ctx: Context, plans: dict[int, _Plan]
+) -> dict[str, Any]:
+    plan = plans.get(id(query))
+    if plan is None:
+        plan = plans[id(query)] = _plan(query, obj)
+    out: dict[str, Any] = {"attributes": ctx.attributes(obj, row["Id"])}
+    for key, name, ref_field in plan:
+        if ref_field is None:
+            out[key] = ctx.value(row.get(name))
             continue
-        ref_field, _ = PARENTS[(obj, head)]
         found = ctx.lookup(row.get(ref_field) or "")
         if found is None:
-            out[head] = None
+            out[key] = None
             continue
-        parent = out.get(head) or {"attributes": ctx.attributes(found[0], found[1]["Id"])}
-        parent[tail] = ctx.value(found[1].get(tail))
-        out[head] = parent
+        parent = out.get(key) or {"attributes": ctx.attributes(found[0], found[1]["Id"])}
+        parent[name] = ctx.value(found[1].get(name))
+        out[key] = parent
     for relationship, sub in query.children.items():
         child_obj, ref_field = CHILDREN[(obj, relationship)]
         related = _select(sub, child_obj, ctx.children(child_obj, ref_field, row["Id"]), ctx)
@@ -380,7 +403,7 @@ def _render(query: Query, obj: str, row: Row, ctx: Context) -> dict[str, Any]:
             {
                 "totalSize": len(related),
                 "done": True,
-                "records": [_render(sub, child_obj, r, ctx) for r in related],
+                "records": [_render(sub, child_obj, r, ctx, plans) for r in related],
             }
             if related
             else None
@@ -390,6 +413,6 @@ def _render(query: Query, obj: str, row: Row, ctx: Context) -> dict[str, Any]:
 
 def run(query: Query, rows: Iterable[Row], ctx: Context) -> list[dict[str, Any]]:
     """The records ``query`` selects from ``rows`` (rows of ``query.sobject``), rendered."""
-    return [
-        _render(query, query.sobject, row, ctx) for row in _select(query, query.sobject, rows, ctx)
-    ]
+    plans: dict[int, _Plan] = {}  # the field plan of the query and of each subquery, once
+    chosen = _select(query, query.sobject, rows, ctx)
+    return [_render(query, query.sobject, row, ctx, plans) for row in chosen]
