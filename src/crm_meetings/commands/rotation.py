@@ -357,6 +357,7 @@ def assistant_config(settings: Settings, assistant: str, *, zone: str = "UTC") -
         sender=Sender(assistant, "Scheduling assistant"),
         secret=hmac.new(key, b"crm-meetings approval links", hashlib.sha256).digest(),
         approval_url=f"{str(base).rstrip('/')}/approvals/",
+        choose_url=f"{str(base).rstrip('/')}/book/choose/",
         zone=zone,
     )
 
