@@ -128,7 +128,7 @@ def queued(store: Store, recipient: str) -> list[tuple[str, str, str]]:
         rows = uow.session.execute(
             sa.select(
                 OutboxMessageRow.meeting_uid, OutboxMessageRow.message_id, OutboxMessageRow.raw
-            )  # noqa: E501
+            )
             .where(OutboxMessageRow.recipient == recipient)
             .order_by(OutboxMessageRow.id)
         ).all()

@@ -14,6 +14,7 @@ from crm_meetings.calendar.outbox_table import OutboxMessageRow
 from crm_meetings.commands.rotation import assistant_config
 from crm_meetings.config import Settings
 from crm_meetings.routing.requests import RequestStatus, TrustRepository
+from crm_meetings.routing.rotations import RotationRepository
 from crm_meetings.routing.trust import ApprovalAction, verify_approval
 from crm_meetings.store import Store
 from crm_meetings.web.booking import host_contexts, use_host_contexts
@@ -329,3 +330,76 @@ def test_without_host_contexts_choosing_answers_503(web: Web, owner: str) -> Non
     response = web.client.post(offered["choose"], json={"start": offered["slots"][0]["start"]})
     assert response.status_code == 503
     assert response.json()["code"] == "booking_unavailable"
+
+
+# --- a rotation's booking link ----------------------------------------------------------
+
+
+@pytest.fixture
+def rotation(host: str, store: Store) -> str:
+    """The seeded rep and a colleague on holiday (so the pick is the Zoom user)."""
+    with store.transaction() as uow:
+        rotations = uow.repository(RotationRepository)
+        made = rotations.create(ORG, "Inbound", users=[host, "away@" + host.split("@")[1]])
+        rotations.set_available(made.id, "away@" + host.split("@")[1], False)
+        return made.id
+
+
+def test_a_rotation_link_books_the_picked_member_and_counts_it_once(
+    web: Web, host: str, rotation: str, stack: Stack
+) -> None:
+    offered = web.client.get(f"/book/rotation/{rotation}")
+    assert offered.status_code == 200, offered.text
+    body = offered.json()
+    assert body["host"] == host
+    assert body["explanation"]["chosen"] == host
+    assert body["explanation"]["skipped"] == [
+        {"email": "away@" + host.split("@")[1], "reason": "marked unavailable"}
+    ]
+    page = web.client.get(f"/book/rotation/{rotation}", headers=HTML)
+    assert f'data-host="{host}"' in page.text
+    assert page.text.count('name="start"') == len(body["slots"])
+    choice = {
+        "email": "zed@client.example", "name": "Zed", "message": "Demo please",
+        "start": body["slots"][0]["start"], "token": body["token"],
+    }  # fmt: skip
+    booked = web.client.post(f"/book/rotation/{rotation}", json=choice)
+    assert booked.status_code == 200, booked.text
+    assert (booked.json()["host"], booked.json()["start"]) == (host, choice["start"])
+    again = web.client.post(f"/book/rotation/{rotation}", json=choice)
+    assert again.json()["replayed"]
+    assert [e["Subject"] for e in stack.events()].count("Demo please") == 1
+    with web.store.transaction() as uow:
+        rotations = uow.repository(RotationRepository)
+        assert rotations.get(rotation).member(host).count == 1
+        booking = rotations.booking_for(booked.json()["meeting_id"])
+    assert booking is not None
+    assert booking.member == booking.explanation.chosen == host
+    taken = web.client.post(
+        f"/book/rotation/{rotation}", json={**choice, "email": "amy@client.example"}
+    )
+    assert taken.status_code == 409
+    assert taken.json()["code"] == "slot_taken"
+    assert choice["start"] not in [s["start"] for s in taken.json()["slots"]]
+    form = {**choice, "email": "amy@client.example", "start": taken.json()["slots"][0]["start"]}
+    done = web.client.post(f"/book/rotation/{rotation}", data=form, headers=HTML)
+    assert 'data-status="scheduled"' in done.text
+    with web.store.transaction() as uow:
+        assert uow.repository(RotationRepository).get(rotation).member(host).count == 2
+
+
+def test_a_rotation_link_checks_its_token_and_input(web: Web, host: str, rotation: str) -> None:
+    body = web.client.get(f"/book/rotation/{rotation}").json()
+    choice = {"email": "zed@client.example", "start": body["slots"][0]["start"]}
+    forged = web.client.post(
+        f"/book/rotation/{rotation}", json={**choice, "token": body["token"][:-3] + "abc"}
+    )
+    assert forged.status_code == 403
+    for bad in ({**choice}, {**choice, "token": body["token"], "email": "nope"}):
+        assert web.client.post(f"/book/rotation/{rotation}", json=bad).status_code == 422
+    assert web.client.get("/book/rotation/rot_missing").status_code == 404
+    with web.store.transaction() as uow:
+        uow.repository(RotationRepository).set_available(rotation, host, False)
+    nobody = web.client.get(f"/book/rotation/{rotation}")
+    assert nobody.status_code == 409
+    assert "Nobody" in nobody.json()["message"]

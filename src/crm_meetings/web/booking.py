@@ -16,6 +16,15 @@
   .choose_request_slot`), and answers with the meeting; a time taken meanwhile answers
   409 ``slot_taken`` with fresh ``slots``. The token is in the offer (``choose_url``, and
   the offer e-mail's link), signed, valid while the slots are offered.
+- ``GET /book/rotation/{rotation_id}``: a rotation's public booking link. The rotation's
+  rule picks the host now (the explanation is shown, as JSON or a page), and the host's
+  free slots are offered with a signed ``token`` naming (rotation, host). ``POST`` with
+  ``{email, name, message, start, token}`` schedules the host at ``start`` through the
+  schedule action, which counts the booking in its commit and stores the explanation
+  (:func:`crm_meetings.routing.scheduling.choose_rotation_slot`); a repeat of the same
+  submission replays, a taken slot is 409 ``slot_taken`` with the host's fresh slots. No
+  trust circle applies: publishing the link is the org's choice. Rate-limited like
+  ``/book/{owner}``.
 - ``GET /api/v1/booking-requests``: the caller's pending requests, in their org.
 
 Scheduling needs the actions' context for a host: whoever builds the app calls
@@ -32,7 +41,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -47,8 +56,8 @@ from starlette.concurrency import run_in_threadpool
 from crm_meetings.actions import ActionContext
 from crm_meetings.commands.rotation import assistant_config
 from crm_meetings.config import Settings
-from crm_meetings.errors import CrmMeetingsError
-from crm_meetings.model import Person, normalize_email
+from crm_meetings.errors import ConflictError, CrmMeetingsError, NotFoundError, ValidationError
+from crm_meetings.model import Invitee, Person, normalize_email
 from crm_meetings.routing.requests import (
     CHOICE,
     AssistantConfig,
@@ -57,15 +66,18 @@ from crm_meetings.routing.requests import (
     TrustRepository,
     owner_slots,
 )
+from crm_meetings.routing.rotation import Explanation
+from crm_meetings.routing.rotations import RotationRepository, explanation_to_json
 from crm_meetings.routing.scheduling import (
     HostContext,
     Scheduled,
     SlotTakenError,
     choose_request_slot,
+    choose_rotation_slot,
 )
 from crm_meetings.routing.slots import Slot
-from crm_meetings.routing.tables import TrustCircleRow
-from crm_meetings.routing.trust import verify_link
+from crm_meetings.routing.tables import RotationRow, TrustCircleRow
+from crm_meetings.routing.trust import sign_link, verify_link
 from crm_meetings.store import Clock, Store
 from crm_meetings.web.deps import Caller, State, WebState, web_state
 from crm_meetings.web.wiring import Clients, settings_sender
@@ -407,6 +419,126 @@ async def choose(token: Token, request: Request) -> Response:
     if as_form:
         return _page(state, request, "choose.html", owner=done.host, slots=[], zone="UTC",
                      done=out, error=None)  # fmt: skip
+    return JSONResponse(out.model_dump(mode="json"))
+
+
+# --- a rotation's booking link -------------------------------------------------------
+
+RotationId = Annotated[str, Path(min_length=1, max_length=255)]
+#: the purpose of the token binding a rotation page to the host it showed
+HOST_LINK: Final = "rotation host"
+
+
+class RotationOfferOut(BaseModel):
+    rotation: str
+    host: str
+    explanation: dict[str, Any]
+    slots: list[SlotOut]
+    token: str  # send it back with the chosen ``start``
+
+
+class RotationBookingIn(BookingIn):
+    start: datetime
+    token: str = Field(min_length=1, max_length=2048)
+
+
+def _rotation_org(state: WebState, rotation_id: str) -> tuple[str, str]:
+    """(org id, name) of a rotation; 404 when there is none."""
+    with state.store.transaction() as uow:
+        found = uow.session.execute(
+            sa.select(RotationRow.org_id, RotationRow.name).where(RotationRow.id == rotation_id)
+        ).first()
+    if found is None:
+        raise NotFoundError(f"Rotation {rotation_id} does not exist", hint="Check the link.")
+    return found[0], found[1]
+
+
+def _rotation_offer(state: WebState, rotation_id: str) -> tuple[RotationOfferOut, str]:
+    """Who the rotation picks now, why, their free slots and the token; and its name."""
+    _, name = _rotation_org(state, rotation_id)
+    config = booking_config(state.settings)
+    now = state.clock()
+    with state.store.transaction() as uow:
+        explanation: Explanation = uow.repository(RotationRepository).suggest(
+            rotation_id, now, zone=config.zone
+        )
+        if explanation.chosen is None:
+            raise ConflictError(
+                f"Nobody in rotation {name!r} can take a meeting now",
+                hint="Try again later, or ask the team directly.",
+            )
+        slots = owner_slots(uow, explanation.chosen, config, now)
+    valid = timedelta(days=config.offer_days)
+    token = sign_link(
+        config.secret, HOST_LINK, f"{rotation_id} {explanation.chosen}", now=now, valid_for=valid
+    )
+    offer = RotationOfferOut(
+        rotation=rotation_id, host=explanation.chosen,
+        explanation=explanation_to_json(explanation),
+        slots=[SlotOut(start=a, end=b) for a, b in slots], token=token,
+    )  # fmt: skip
+    return offer, name
+
+
+@public.get("/book/rotation/{rotation_id}", response_model=RotationOfferOut)
+def rotation_page(rotation_id: RotationId, request: Request, state: State) -> Response:
+    """Who the rotation picks now, why, and their free slots (JSON, or the page)."""
+    offer, name = _rotation_offer(state, rotation_id)
+    if "text/html" in request.headers.get("accept", ""):
+        return _page(state, request, "rotation.html", offer=offer, title=name, done=None,
+                     error=None)  # fmt: skip
+    return JSONResponse(offer.model_dump(mode="json"))
+
+
+def _book_rotation(
+    state: WebState, request: Request, rotation_id: str, data: RotationBookingIn
+) -> Scheduled:
+    org_id, name = _rotation_org(state, rotation_id)
+    config = booking_config(state.settings)
+    bound, _, host = verify_link(config.secret, HOST_LINK, data.token, now=state.clock()).partition(
+        " "
+    )
+    if bound != rotation_id:
+        raise ValidationError("token", "belongs to another rotation's page", hint="Reload it.")
+    first_line = data.message.splitlines()[0][:200] if data.message else ""
+    return choose_rotation_slot(
+        state.store, _hosts(request), org_id=org_id, rotation_id=rotation_id, host=host,
+        requester=Invitee(data.email, data.name), start=data.start,
+        subject=first_line or f"Meeting booked through {name}", message=data.message,
+        config=config,
+    )  # fmt: skip
+
+
+@public.post(
+    "/book/rotation/{rotation_id}",
+    response_model=ScheduledOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RotationBookingIn.model_json_schema()}},
+        }
+    },
+)
+async def book_rotation(rotation_id: RotationId, request: Request) -> Response:
+    """Book the host the page showed at one of their free times (JSON in and out; a form
+    post gets the page back). A time taken meanwhile: 409 ``slot_taken`` with fresh
+    ``slots``."""
+    state = web_state(request)
+    _limiter(request).hit(request.client.host if request.client else "unknown")
+    as_form, data = await _read(request, RotationBookingIn)
+    data = data.model_copy(update={"email": normalize_email(data.email, "email")})
+    try:
+        done = await run_in_threadpool(_book_rotation, state, request, rotation_id, data)
+    except SlotTakenError as taken:
+        if not as_form:
+            raise
+        offer, name = await run_in_threadpool(_rotation_offer, state, rotation_id)
+        return _page(state, request, "rotation.html", status=409, offer=offer, title=name,
+                     done=None, error=taken)  # fmt: skip
+    out = ScheduledOut.of(done, "Your meeting is scheduled; the invitation is on its way.")
+    if as_form:
+        return _page(state, request, "rotation.html", offer=None, title=rotation_id, done=out,
+                     error=None)  # fmt: skip
     return JSONResponse(out.model_dump(mode="json"))
 
 
