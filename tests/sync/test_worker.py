@@ -70,6 +70,22 @@ def _start(world: Any, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def _terminate(process: subprocess.Popen[str]) -> str:
+    """SIGTERM: the worker stops cleanly (status 0, no traceback); returns its stderr."""
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "worker stopped" in err
+    assert "Traceback" not in err
+    return err
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
 def test_the_worker_schedules_the_nightly_job_and_stops_on_sigterm(world: Any) -> None:
     process = _start(world)
     try:
@@ -82,15 +98,9 @@ def test_the_worker_schedules_the_nightly_job_and_stops_on_sigterm(world: Any) -
         fires = datetime.fromtimestamp(next_run, ZoneInfo("Europe/Paris"))
         assert (fires.hour, fires.minute) == (3, 45)
         time.sleep(0.5)  # a few outbox rounds
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+        err = _terminate(process)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
-    assert "worker stopped" in err
-    assert "Traceback" not in err
+        _kill(process)
     assert "SIGTERM" in err
 
 
@@ -186,15 +196,9 @@ def test_the_worker_runs_the_inbound_listener_and_stops_it_on_sigterm(
         [meeting] = [m for m in mine if requester in {i.email for i in m.invitees}]
         assert [i.email for i in meeting.invitees] == [requester]
         assert meeting.crm_record_id  # scheduled in the CRM by the worker
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+        _terminate(process)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
-    assert "worker stopped" in err
-    assert "Traceback" not in err
+        _kill(process)
     port = world.inbound_port
     with pytest.raises(ConnectionRefusedError), smtplib.SMTP("127.0.0.1", port, timeout=5):
         pass  # the listener is gone with the worker
