@@ -495,9 +495,8 @@ def _book_rotation(
 ) -> Scheduled:
     org_id, name = _rotation_org(state, rotation_id)
     config = booking_config(state.settings)
-    bound, _, host = verify_link(config.secret, HOST_LINK, data.token, now=state.clock()).partition(
-        " "
-    )
+    subject = verify_link(config.secret, HOST_LINK, data.token, now=state.clock())
+    bound, _, host = subject.partition(" ")
     if bound != rotation_id:
         raise ValidationError("token", "belongs to another rotation's page", hint="Reload it.")
     first_line = data.message.splitlines()[0][:200] if data.message else ""
