@@ -46,6 +46,7 @@ __all__ = [
     "NOT_SET",
     "GoToSettings",
     "HubSpotSettings",
+    "InboundSettings",
     "LogSettings",
     "SalesforceSettings",
     "Section",
@@ -395,6 +396,26 @@ class WebSettings(Section):
     zoho_widget_secret: Secret = None
 
 
+class InboundSettings(Section):
+    """E-mail requests to the scheduling assistant: an SMTP listener the worker runs.
+
+    Mail to ``assistant_address`` (handed over by the organisation's MX or a forwarding
+    rule; keep ``host`` on loopback behind the MTA that checks SPF/DKIM/DMARC) becomes
+    booking requests of the owners' trust circles in ``org``; replies choosing an offered
+    time are scheduled. Offered times are in ``timezone``. Needs ``[web] session_secret``
+    (approval links are signed with it).
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 2525
+    assistant_address: Email | None = None
+    org: Annotated[str, Field(min_length=1, max_length=255)] = "default"
+    timezone: Timezone = "UTC"
+
+    required_when_enabled: ClassVar[tuple[str, ...]] = ("assistant_address",)
+
+
 class LogSettings(Section):
     """Log verbosity and format (``json`` for log collectors)."""
 
@@ -450,6 +471,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    inbound: InboundSettings = Field(default_factory=InboundSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -16,9 +16,10 @@ from icalendar import Calendar
 from typer.testing import CliRunner
 
 from crm_meetings.commands.meeting import app
+from crm_meetings.routing.rotations import RotationRepository
 from crm_meetings.sandbox.salesforce import SalesforceEmulator
 from crm_meetings.sandbox.testing import SandboxFactory
-from crm_meetings.store import upgrade
+from crm_meetings.store import DEFAULT_ORG_ID, Store, upgrade
 
 ACTOR = "rep0@sales.example.com"  # a seed user: Zoom hosts meetings for them
 
@@ -119,3 +120,33 @@ def test_errors_say_what_to_do_and_exit_1(config: tuple[Path, str]) -> None:
     )
     assert naive.exit_code != 0
     assert "not an ISO 8601" in str(naive.exception)
+
+
+def test_schedule_through_a_rotation_picks_the_host_and_cancel_gives_the_count_back(
+    config: tuple[Path, str], store_url: str
+) -> None:
+    path, account = config
+    with Store(store_url) as store, store.transaction() as uow:
+        uow.repository(RotationRepository).create(
+            DEFAULT_ORG_ID, "Inbound", users=[ACTOR, "zoe@sales.example.com"]
+        )
+    args = ["--subject=Demo", "--start=2031-05-06T10:00", "--end=2031-05-06T11:00",
+            f"--related=Account:{account}", "--rotation=Inbound"]  # fmt: skip
+    human = run(path, "schedule", *args, "--key=k-rot").stdout
+    assert "rotation rot_" in human
+    assert f"Suggested: {ACTOR}" in human
+    booked = as_json(path, "schedule", *args, "--key=k-rot")
+    assert booked["replayed"]
+    assert booked["extra"]["rotation_booking"]["member"] == ACTOR
+    with Store(store_url) as store, store.transaction() as uow:
+        assert (
+            uow.repository(RotationRepository)
+            .get("Inbound", org_id=DEFAULT_ORG_ID)
+            .member(ACTOR)
+            .count
+            == 1
+        )
+    run(path, "cancel", booked["meeting"]["id"], "--key=k-rot-cancel")
+    with Store(store_url) as store, store.transaction() as uow:
+        rotation = uow.repository(RotationRepository).get("Inbound", org_id=DEFAULT_ORG_ID)
+    assert rotation.member(ACTOR).count == 0

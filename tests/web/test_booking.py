@@ -8,16 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from crm_meetings.calendar.outbox_table import OutboxMessageRow
 from crm_meetings.commands.rotation import assistant_config
 from crm_meetings.config import Settings
 from crm_meetings.routing.requests import RequestStatus, TrustRepository
+from crm_meetings.routing.rotations import RotationRepository
 from crm_meetings.routing.trust import ApprovalAction, verify_approval
 from crm_meetings.store import Store
+from crm_meetings.web.booking import host_contexts, use_host_contexts
 
 if TYPE_CHECKING:
-    from conftest import Clock, Web
+    from conftest import Clock, Stack, Web
 
 OWNER = "olivia@acme.example"
 ORG = "00Dxx0000001gEREAY"
@@ -227,3 +230,176 @@ def test_the_queue_is_org_scoped_and_per_owner(web: Web, owner: str) -> None:
     assert web.client.get("/api/v1/booking-requests").json() == []
     web.client.cookies.clear()
     assert web.client.get("/api/v1/booking-requests").status_code == 401
+
+
+# --- choosing an offered slot schedules the meeting -------------------------------------
+
+
+@pytest.fixture
+def host(app: FastAPI, stack: Stack, store: Store, settings: Settings, clock: Clock) -> str:
+    """The seeded rep (a Zoom user) signed up as an owner; the app schedules on the stack."""
+    use_host_contexts(app, host_contexts(settings, store, stack.clients, clock=clock))
+    with store.transaction() as uow:
+        return uow.repository(TrustRepository).signup(ORG, stack.organizer).owner
+
+
+def offer(web: Web, host: str, requester: str) -> Any:
+    body = web.client.post(f"/book/{host}", json={"email": requester, "name": "Bea"}).json()
+    assert body["status"] == "accepted", body
+    assert body["slots"]
+    assert body["choose_url"]
+    body["choose"] = "/book/choose/" + body["choose_url"].rsplit("/", 1)[1]
+    return body
+
+
+def test_choosing_an_offered_slot_schedules_the_meeting_once(
+    web: Web, host: str, stack: Stack
+) -> None:
+    requester = "bea@" + host.split("@")[1]  # the owner's domain: trusted
+    offered = offer(web, host, requester)
+    start = offered["slots"][1]["start"]
+    chosen = web.client.post(offered["choose"], json={"start": start})
+    assert chosen.status_code == 200, chosen.text
+    body = chosen.json()
+    assert (body["status"], body["host"], body["start"]) == ("scheduled", host, start)
+    assert body["join_url"]
+    assert not body["replayed"]
+    [event] = [e for e in stack.events() if e["Subject"] == "Meeting request from the booking page"]
+    again = web.client.post(offered["choose"], json={"start": start})
+    assert again.json()["replayed"]
+    assert again.json()["meeting_id"] == body["meeting_id"]
+    assert [e["Id"] for e in stack.events() if e["Subject"] == event["Subject"]] == [event["Id"]]
+    other = web.client.post(offered["choose"], json={"start": offered["slots"][2]["start"]})
+    assert other.status_code == 409
+    assert "already scheduled" in other.json()["message"]
+    with web.store.transaction() as uow:
+        invited = uow.session.scalars(
+            sa.select(OutboxMessageRow.recipient).where(
+                OutboxMessageRow.meeting_uid.not_like("%:%")  # notices' topics hold a colon
+            )
+        ).all()
+    assert invited == [requester]  # the invitation
+    sent = mails(web.store)
+    answers = {r for r, t in sent if "is scheduled for" in t}
+    assert answers == {requester, host}  # the answer, the owner in copy
+    assert all(f"Cc: {host}" in t for r, t in sent if r == requester and "scheduled for" in t)
+
+
+def test_a_slot_taken_meanwhile_is_a_409_with_fresh_slots(web: Web, host: str) -> None:
+    domain = host.split("@")[1]
+    first, second = offer(web, host, f"bea@{domain}"), offer(web, host, f"cal@{domain}")
+    start = first["slots"][0]["start"]
+    assert web.client.post(first["choose"], json={"start": start}).status_code == 200
+    taken = web.client.post(second["choose"], json={"start": start})
+    assert taken.status_code == 409, taken.text
+    body = taken.json()
+    assert body["code"] == "slot_taken"
+    assert "is not free" in body["message"]
+    assert body["slots"]
+    assert start not in [s["start"] for s in body["slots"]]
+    page = web.client.post(second["choose"], data={"start": start}, headers=HTML)
+    assert page.status_code == 409
+    assert 'data-code="slot_taken"' in page.text
+    assert '<ul class="slots">' in page.text
+    fresh = body["slots"][0]["start"]
+    done = web.client.post(second["choose"], data={"start": fresh}, headers=HTML)
+    assert done.status_code == 200
+    assert 'data-status="scheduled"' in done.text
+
+
+def test_a_choice_link_is_checked_and_its_input_validated(web: Web, host: str) -> None:
+    offered = offer(web, host, "bea@" + host.split("@")[1])
+    page = web.client.get(offered["choose"], headers=HTML)
+    assert page.status_code == 200
+    assert page.text.count('name="start"') == len(offered["slots"])
+    body, _, mac = offered["choose"].rsplit("/", 1)[1].partition(".")
+    first = {"start": offered["slots"][0]["start"]}
+    forged = web.client.post(f"/book/choose/{body}.{mac[::-1]}", json=first)
+    assert forged.status_code == 403
+    assert web.client.get(f"/book/choose/{body}.{mac[::-1]}").status_code == 403
+    assert web.client.post(offered["choose"], json={"start": "soon"}).status_code == 422
+    extra = {"start": offered["slots"][0]["start"], "meeting": "x"}
+    assert web.client.post(offered["choose"], json=extra).status_code == 422
+    odd = web.client.post(offered["choose"], json={"start": "2026-03-02T09:10:00+00:00"})
+    assert odd.status_code == 409  # not one of the offered times
+    assert odd.json()["code"] == "slot_taken"
+
+
+def test_without_host_contexts_choosing_answers_503(web: Web, owner: str) -> None:
+    offered = offer(web, OWNER, "bob@acme.example")
+    response = web.client.post(offered["choose"], json={"start": offered["slots"][0]["start"]})
+    assert response.status_code == 503
+    assert response.json()["code"] == "booking_unavailable"
+
+
+# --- a rotation's booking link ----------------------------------------------------------
+
+
+@pytest.fixture
+def rotation(host: str, store: Store) -> str:
+    """The seeded rep and a colleague on holiday (so the pick is the Zoom user)."""
+    with store.transaction() as uow:
+        rotations = uow.repository(RotationRepository)
+        made = rotations.create(ORG, "Inbound", users=[host, "away@" + host.split("@")[1]])
+        rotations.set_available(made.id, "away@" + host.split("@")[1], False)
+        return made.id
+
+
+def test_a_rotation_link_books_the_picked_member_and_counts_it_once(
+    web: Web, host: str, rotation: str, stack: Stack
+) -> None:
+    offered = web.client.get(f"/book/rotation/{rotation}")
+    assert offered.status_code == 200, offered.text
+    body = offered.json()
+    assert body["host"] == host
+    assert body["explanation"]["chosen"] == host
+    assert body["explanation"]["skipped"] == [
+        {"email": "away@" + host.split("@")[1], "reason": "marked unavailable"}
+    ]
+    page = web.client.get(f"/book/rotation/{rotation}", headers=HTML)
+    assert f'data-host="{host}"' in page.text
+    assert page.text.count('name="start"') == len(body["slots"])
+    choice = {
+        "email": "zed@client.example", "name": "Zed", "message": "Demo please",
+        "start": body["slots"][0]["start"], "token": body["token"],
+    }  # fmt: skip
+    booked = web.client.post(f"/book/rotation/{rotation}", json=choice)
+    assert booked.status_code == 200, booked.text
+    assert (booked.json()["host"], booked.json()["start"]) == (host, choice["start"])
+    again = web.client.post(f"/book/rotation/{rotation}", json=choice)
+    assert again.json()["replayed"]
+    assert [e["Subject"] for e in stack.events()].count("Demo please") == 1
+    with web.store.transaction() as uow:
+        rotations = uow.repository(RotationRepository)
+        assert rotations.get(rotation).member(host).count == 1
+        booking = rotations.booking_for(booked.json()["meeting_id"])
+    assert booking is not None
+    assert booking.member == booking.explanation.chosen == host
+    taken = web.client.post(
+        f"/book/rotation/{rotation}", json={**choice, "email": "amy@client.example"}
+    )
+    assert taken.status_code == 409
+    assert taken.json()["code"] == "slot_taken"
+    assert choice["start"] not in [s["start"] for s in taken.json()["slots"]]
+    form = {**choice, "email": "amy@client.example", "start": taken.json()["slots"][0]["start"]}
+    done = web.client.post(f"/book/rotation/{rotation}", data=form, headers=HTML)
+    assert 'data-status="scheduled"' in done.text
+    with web.store.transaction() as uow:
+        assert uow.repository(RotationRepository).get(rotation).member(host).count == 2
+
+
+def test_a_rotation_link_checks_its_token_and_input(web: Web, host: str, rotation: str) -> None:
+    body = web.client.get(f"/book/rotation/{rotation}").json()
+    choice = {"email": "zed@client.example", "start": body["slots"][0]["start"]}
+    forged = web.client.post(
+        f"/book/rotation/{rotation}", json={**choice, "token": body["token"][:-3] + "abc"}
+    )
+    assert forged.status_code == 403
+    for bad in ({**choice}, {**choice, "token": body["token"], "email": "nope"}):
+        assert web.client.post(f"/book/rotation/{rotation}", json=bad).status_code == 422
+    assert web.client.get("/book/rotation/rot_missing").status_code == 404
+    with web.store.transaction() as uow:
+        uow.repository(RotationRepository).set_available(rotation, host, False)
+    nobody = web.client.get(f"/book/rotation/{rotation}")
+    assert nobody.status_code == 409
+    assert "Nobody" in nobody.json()["message"]

@@ -38,6 +38,12 @@ saved in the CRM and in our store, and the outbox (not SMTP) carries the mail.
   unless they already had one). Forward only, like cancel.
 * share, add to calendar: read-only; the invitation text or the .ics bytes.
 
+Rotations. A schedule request naming a ``rotation`` is hosted by the member the rotation
+picks (or the named organizer, who must be an available member); the member's count is
+written in the commit's transaction, with the meeting row. Cancel and delete give the
+count back in their commit, once (a cancelled meeting deleted later is not given back
+twice). So a crash leaves either both or neither, and a repeat with the same key replays.
+
 Pending requests. :func:`sweep` (for the worker) finishes every pending request whose
 attempt is over, as its rep's retry would, and reports each outcome.
 

@@ -62,6 +62,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: optional fields added after requests were first stored: left out of the fingerprint
+#: while unset, so a request saved before they existed still matches its repeat
+_ADDED_LATER: Final = frozenset({"rotation"})
+
+
 class _Fingerprinted:
     """Mixin: the SHA-256 of every field except the idempotency key."""
 
@@ -73,6 +78,7 @@ class _Fingerprinted:
             f.name: _plain(getattr(self, f.name))
             for f in dataclasses.fields(self)
             if f.name != "idempotency_key"
+            and not (f.name in _ADDED_LATER and getattr(self, f.name) is None)
         }
         material = json.dumps([type(self).__name__, fields], sort_keys=True)
         return hashlib.sha256(material.encode("utf-8")).hexdigest()
@@ -80,7 +86,13 @@ class _Fingerprinted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScheduleRequest(_Fingerprinted):
-    """A new meeting; ``organizer`` defaults to the acting user."""
+    """A new meeting; ``organizer`` defaults to the acting user.
+
+    ``rotation`` (a rotation's id or name in the org) books the meeting through that
+    rotation: without an ``organizer`` the rotation's rule picks the member who hosts it;
+    with one, that member is booked (they must belong to the rotation). The member's count
+    is written in the same transaction as the meeting.
+    """
 
     idempotency_key: str
     subject: str
@@ -94,9 +106,12 @@ class ScheduleRequest(_Fingerprinted):
     location: str = ""
     record_type: str | None = None
     organizer: Person | None = None
+    rotation: str | None = None
 
     def __post_init__(self) -> None:
         check_key(self.idempotency_key)
+        if self.rotation is not None and not self.rotation.strip():
+            raise ValidationError("rotation", "names no rotation", hint="Give its id or name.")
         object.__setattr__(self, "start", utc(self.start, "start"))
         object.__setattr__(self, "end", utc(self.end, "end"))
         object.__setattr__(self, "invitees", tuple(self.invitees))

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from crm_meetings.actions.codec import meeting_from_json, meeting_to_json
@@ -41,6 +42,12 @@ from crm_meetings.errors import (
 )
 from crm_meetings.model import Meeting, MeetingStatus, Person, diff, new_meeting
 from crm_meetings.redaction import redact
+from crm_meetings.routing.rotations import (
+    Booking,
+    BookingState,
+    RotationRepository,
+    explanation_to_json,
+)
 from crm_meetings.store import UnitOfWork
 
 __all__ = [
@@ -73,6 +80,7 @@ class _Progress:
     attempted: list[str] = field(default_factory=list)
     dial_in: str | None = None
     warnings: list[str] = field(default_factory=list)
+    rotation: str | None = None  # schedule: the rotation whose member hosts the meeting
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +90,7 @@ class _Progress:
             "attempted": list(self.attempted),
             "dial_in": self.dial_in,
             "warnings": list(self.warnings),
+            "rotation": self.rotation,
         }
 
     @classmethod
@@ -94,6 +103,7 @@ class _Progress:
             attempted=list(data["attempted"]),
             dial_in=data["dial_in"],
             warnings=list(data["warnings"]),
+            rotation=data.get("rotation"),
         )
 
 
@@ -233,13 +243,17 @@ def _result(kind: ActionKind, meeting: Meeting, *warnings: str) -> ActionResult:
 
 def _decide_schedule(ctx: ActionContext, request: ScheduleRequest) -> _Progress:
     now = ctx.clock()
+    organizer = request.organizer or ctx.actor
+    rotation: str | None = None
+    if request.rotation is not None:
+        rotation, organizer = _rotation_host(ctx, request)
     meeting = new_meeting(
         crm=ctx.connector.crm,
         subject=request.subject,
         start=request.start,
         end=request.end,
         timezone=request.timezone,
-        organizer=request.organizer or ctx.actor,
+        organizer=organizer,
         now=now,
         id_factory=ctx.id_factory,
         uid_domain=ctx.uid_domain,
@@ -256,7 +270,31 @@ def _decide_schedule(ctx: ActionContext, request: ScheduleRequest) -> _Progress:
         )
     ctx.authorize(ctx, meeting, ActionKind.SCHEDULE)
     ctx.related(ctx, meeting, ActionKind.SCHEDULE)
-    return _Progress(old=None, new=meeting)
+    return _Progress(old=None, new=meeting, rotation=rotation)
+
+
+def _rotation_host(ctx: ActionContext, request: ScheduleRequest) -> tuple[str, Person]:
+    """The rotation's id and the member who hosts: the request's organizer, who must be an
+    available member, or the rotation's pick (the count is written at the commit)."""
+    assert request.rotation is not None
+    with ctx.store.transaction() as uow:
+        rotations = uow.repository(RotationRepository)
+        found = rotations.get(request.rotation, org_id=ctx.org_id)
+        if request.organizer is not None:
+            member = found.member(request.organizer.email)
+            if not member.available:
+                raise ConflictError(
+                    f"{member.email} is marked unavailable in rotation {found.name!r}",
+                    hint="Book another member, or let the rotation pick.",
+                )
+            return found.id, request.organizer
+        explanation = rotations.suggest(found.id, ctx.clock(), zone=request.timezone)
+    if explanation.chosen is None:
+        raise ConflictError(
+            f"Nobody in rotation {found.name!r} can take a meeting now",
+            hint="Toggle a member back to available, raise a daily cap, or pick a member by hand.",
+        )
+    return found.id, Person(explanation.chosen)
 
 
 def _decide_change(
@@ -583,16 +621,59 @@ def _commit(
     )
     messages = tuple(QueuedMessage.of(mail, new=Outbox.enqueue(uow, mail)) for mail in mails)
     done = (*progress.done, "store.add" if old is None else "store.save")
+    booking = _count_in_rotation(uow, kind, progress, meeting, ctx.clock())
+    ctx.hook(kind, "store.rotation")  # inside the transaction: a crash here commits nothing
+    if booking is not None:
+        done = (*done, "rotation.book" if kind is ActionKind.SCHEDULE else "rotation.unbook")
     result = ActionResult(
         action=kind,
         meeting=meeting,
         done=(*done, "mail.queue") if messages else done,
         messages=messages,
         warnings=tuple(progress.warnings),
+        extra={} if booking is None else {"rotation_booking": _booking_json(booking)},
     )
     ledger.complete(ctx.org_id, key, meeting_id=meeting.id, result=result.to_json())
     _audit(ledger, ctx, kind, "succeeded", meeting.id, key, {"done": list(result.done)})
     return result
+
+
+def _count_in_rotation(
+    uow: UnitOfWork, kind: ActionKind, progress: _Progress, meeting: Meeting, at: datetime
+) -> Booking | None:
+    """The rotation's side of the commit, in its transaction: a schedule through a rotation
+    counts the host; a cancel or delete of a meeting booked through one gives the count
+    back, once (see :mod:`crm_meetings.routing.rotation`: cancelling gives it back too).
+
+    The meeting exists in the CRM by now: if its host left the rotation (or the rotation
+    was removed) since the pick, the meeting is kept, not counted, and a warning says so.
+    """
+    rotations = uow.repository(RotationRepository)
+    if kind is ActionKind.SCHEDULE and progress.rotation is not None:
+        try:
+            return rotations.book(
+                progress.rotation,
+                meeting.id,
+                at,
+                member=meeting.organizer.email,
+                zone=meeting.timezone,
+            )
+        except NotFoundError as error:
+            progress.warnings.append(f"not counted in rotation {progress.rotation}: {error}")
+            return None
+    if kind in (ActionKind.CANCEL, ActionKind.DELETE):
+        return rotations.end_booking(meeting.id, BookingState(meeting.status.value))
+    return None
+
+
+def _booking_json(booking: Booking) -> dict[str, Any]:
+    return {
+        "rotation": booking.rotation_id,
+        "member": booking.member,
+        "suggested": booking.suggested,
+        "state": booking.state.value,
+        "explanation": explanation_to_json(booking.explanation),
+    }
 
 
 def _release(

@@ -49,6 +49,7 @@ from crm_meetings.config import Settings
 from crm_meetings.connectors.registry import build_connector
 from crm_meetings.errors import ConfigurationError, ValidationError
 from crm_meetings.model import Invitee, Meeting, Person, RecordRef
+from crm_meetings.routing.rotations import explanation_from_json
 from crm_meetings.store import Store
 
 __all__ = ["app"]
@@ -213,6 +214,10 @@ def _report(result: ActionResult, as_json: bool, key: str | None = None) -> None
         )
     for warning in result.warnings:
         console.print(Text(f"  note: {warning}", "yellow"))
+    booked = result.extra.get("rotation_booking")
+    if booked:
+        console.print(Text(f"rotation {booked['rotation']}: {booked['member']} {booked['state']}"))
+        console.print(Text(explanation_from_json(booked["explanation"]).as_text(), "dim"))
     if key is not None:
         console.print(Text(f"idempotency key: {key}", "dim"))
 
@@ -240,6 +245,10 @@ def schedule_command(
     description: Annotated[str, typer.Option(help="Agenda, shown to invitees.")] = "",
     location: Annotated[str, typer.Option(help="Where, besides the join link.")] = "",
     organizer: Annotated[str | None, typer.Option(help="Host (default: --as).")] = None,
+    rotation: Annotated[
+        str | None,
+        typer.Option(help="Book through this rotation (id or name): it picks the host and counts."),
+    ] = None,
     provider: Provider = None,
     key: Key = None,
     as_json: Json = False,
@@ -257,6 +266,7 @@ def schedule_command(
         description=description,
         location=location,
         organizer=Person(organizer) if organizer else None,
+        rotation=rotation,
     )
     with _context(ctx, crm, actor, provider) as context:
         _report(schedule(context, request), as_json, chosen)

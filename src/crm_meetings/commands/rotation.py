@@ -357,6 +357,7 @@ def assistant_config(settings: Settings, assistant: str, *, zone: str = "UTC") -
         sender=Sender(assistant, "Scheduling assistant"),
         secret=hmac.new(key, b"crm-meetings approval links", hashlib.sha256).digest(),
         approval_url=f"{str(base).rstrip('/')}/approvals/",
+        choose_url=f"{str(base).rstrip('/')}/book/choose/",
         zone=zone,
     )
 
@@ -370,11 +371,17 @@ def trust_listen(
     zone: Annotated[str, typer.Option(help="Owners' working-hours zone.")] = "UTC",
     org: Org = DEFAULT_ORG_ID,
 ) -> None:
-    """Receive e-mail requests to the assistant over SMTP until interrupted."""
+    """Receive e-mail requests to the assistant over SMTP until interrupted; a reply
+    choosing an offered time is scheduled on the CRM and provider the settings enable."""
+    from crm_meetings.web.booking import host_contexts  # the web layer imports this module
+    from crm_meetings.web.wiring import Clients
+
     loaded = settings(ctx)
     config = assistant_config(loaded, assistant, zone=zone)
-    with Store(store_url(loaded)) as store:
-        listener = InboundListener(InboundHandler(store, config, org), host=host, port=port)
+    with Store(store_url(loaded)) as store, Clients.from_settings(loaded) as clients:
+        hosts = host_contexts(loaded, store, clients, clock=store.clock)
+        handler = InboundHandler(store, config, org, hosts)
+        listener = InboundListener(handler, host=host, port=port)
         with listener:
             console.print(Text(f"Receiving mail for {config.sender.address} on {host}:{port}."))
             threading.Event().wait()

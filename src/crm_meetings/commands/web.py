@@ -33,6 +33,7 @@ def serve(
     from crm_meetings.store import Store
     from crm_meetings.sync.schedule import build_scheduler, stop_scheduler
     from crm_meetings.web.app import create_app
+    from crm_meetings.web.booking import host_contexts, use_host_contexts
     from crm_meetings.web.wiring import Clients, live_services
 
     loaded = settings(ctx)
@@ -53,8 +54,10 @@ def serve(
             console.print(
                 f"Serving on http://{bind_host}:{bind_port}/ (panel: /panel, admin: /admin)"
             )
+            web_app = create_app(loaded, store=store, services=services)
+            use_host_contexts(web_app, host_contexts(loaded, store, clients, clock=store.clock))
             uvicorn.run(
-                create_app(loaded, store=store, services=services),
+                web_app,
                 host=bind_host,
                 port=bind_port,
                 proxy_headers=True,

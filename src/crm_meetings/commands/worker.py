@@ -3,7 +3,8 @@
 ``--queue celery`` only enqueues the nightly run, one task per organizer; start Celery
 workers with ``celery -A crm_meetings.sync.celery_app worker``. ``--web`` also serves the
 web app in the same process, so the admin page reschedules this worker's job directly.
-SIGTERM / Ctrl-C stops it cleanly (exit status 0). Also runnable as
+With ``[inbound] enabled``, it also runs the scheduling assistant's SMTP listener
+(:class:`InboundCompanion`). SIGTERM / Ctrl-C stops it cleanly (exit status 0). Also runnable as
 ``python -m crm_meetings.commands.worker``.
 """
 
@@ -21,9 +22,11 @@ from crm_meetings.config import Settings, resolve_config_path
 if TYPE_CHECKING:
     import uvicorn
 
-    from crm_meetings.sync.worker import Worker
+    from crm_meetings.routing.inbound import InboundListener
+    from crm_meetings.sync.worker import Companion, Worker
+    from crm_meetings.web.wiring import Clients
 
-__all__ = ["WebCompanion", "app"]
+__all__ = ["InboundCompanion", "WebCompanion", "app"]
 
 app = typer.Typer(help="The long-running worker: nightly history sync and mail delivery.")
 
@@ -72,6 +75,54 @@ class WebCompanion:
             self.thread.join(timeout=30)
 
 
+class InboundCompanion:
+    """The scheduling assistant's SMTP listener (``[inbound]``) in the worker: requests
+    become the owners' booking requests in the worker's store, and a reply choosing an
+    offered time is scheduled on the CRM and provider the settings enable."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.listener: InboundListener | None = None
+        self.clients: Clients | None = None
+
+    def start(self, worker: Worker) -> None:
+        from crm_meetings.commands.rotation import assistant_config
+        from crm_meetings.errors import ConfigurationError
+        from crm_meetings.routing.inbound import InboundHandler, InboundListener
+        from crm_meetings.web.booking import host_contexts
+        from crm_meetings.web.wiring import Clients
+
+        inbound = self.settings.inbound
+        assert inbound.assistant_address is not None  # required when enabled
+        config = assistant_config(
+            self.settings, str(inbound.assistant_address), zone=inbound.timezone
+        )
+        self.clients = Clients.from_settings(self.settings)
+        hosts = host_contexts(self.settings, worker.store, self.clients, clock=worker.clock)
+        handler = InboundHandler(worker.store, config, inbound.org, hosts)
+        listener = InboundListener(handler, host=inbound.host, port=inbound.port)
+        try:
+            listener.start()
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot listen on {inbound.host}:{inbound.port}: {error.strerror or error}",
+                key="inbound.port",
+                hint="Choose a free port, or stop what listens there.",
+            ) from error
+        self.listener = listener
+        console.print(
+            f"Receiving mail for {config.sender.address} on {inbound.host}:{inbound.port}."
+        )
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener = None
+        if self.clients is not None:
+            self.clients.close()
+            self.clients = None
+
+
 @app.callback(invoke_without_command=True)
 def worker(
     ctx: typer.Context,
@@ -94,7 +145,7 @@ def worker(
     loaded = settings(ctx)
     path, _ = resolve_config_path(state(ctx).config_path, state(ctx).env)
     config_path = str(path.resolve()) if path.is_file() else None
-    companions = []
+    companions: list[Companion] = []
     if web:
         admins = frozenset(a.lower() for a in admin or ())
         companions.append(
@@ -102,6 +153,8 @@ def worker(
                 loaded, host=host or loaded.web.host, port=port or loaded.web.port, admins=admins
             )
         )
+    if loaded.inbound.enabled:
+        companions.append(InboundCompanion(loaded))
     the_worker = Worker(
         loaded,
         config_path=config_path,

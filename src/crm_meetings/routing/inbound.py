@@ -10,11 +10,19 @@ Who the request is for: a tag on the assistant address names the owner
 (``assistant+olivia=acme.example@…`` is for ``olivia@acme.example``); without one, the
 owner is the signed-up owner among the visible recipients (To and Cc). The owner must be
 among those recipients (the in-copy rule); display names never count, only addresses.
+
+A reply to an offer of slots (its ``In-Reply-To`` or ``References`` names the offer's
+Message-ID) chooses a time: when the handler has ``hosts`` (the actions' context of an
+owner), the first unquoted line naming an offered time schedules the meeting
+(:func:`~crm_meetings.routing.scheduling.choose_request_slot`); a reply naming no offered
+time, or one taken meanwhile, gets fresh slots; a reply from anyone but the requester, or
+without the owner in copy, schedules nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -22,9 +30,17 @@ from email.policy import default
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
+import sqlalchemy as sa
+import structlog
 from aiosmtpd.controller import Controller
 
-from crm_meetings.errors import CrmMeetingsError, ValidationError
+from crm_meetings.calendar.outbox_table import OutboxMessageRow
+from crm_meetings.errors import (
+    ConflictError,
+    CrmMeetingsError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from crm_meetings.model import normalize_email
 from crm_meetings.routing.requests import (
     AssistantConfig,
@@ -32,7 +48,15 @@ from crm_meetings.routing.requests import (
     RequestStatus,
     TrustRepository,
 )
+from crm_meetings.routing.scheduling import (
+    HostContext,
+    SlotTakenError,
+    choose_request_slot,
+    read_choice,
+)
 from crm_meetings.store import Store
+
+_log = structlog.get_logger(__name__)
 
 __all__ = ["InboundHandler", "InboundListener", "InboundMail", "parse_mail"]
 
@@ -46,6 +70,7 @@ class InboundMail:
     subject: str
     body: str
     message_id: str | None
+    replies_to: tuple[str, ...] = ()  # Message-IDs in In-Reply-To and References
 
 
 def _split(address: str) -> tuple[str, str | None]:
@@ -85,6 +110,7 @@ def parse_mail(raw: bytes, assistant: str) -> InboundMail:
     part = message.get_body(preferencelist=("plain",))
     body = part.get_content() if part is not None else ""
     subject = " ".join(str(message.get("Subject", "")).split())
+    threads = " ".join(str(message.get(h, "")) for h in ("In-Reply-To", "References"))
     return InboundMail(
         sender=sender,
         sender_name=" ".join(name.split()),
@@ -93,6 +119,7 @@ def parse_mail(raw: bytes, assistant: str) -> InboundMail:
         subject=subject,
         body=str(body),
         message_id=str(message["Message-ID"]).strip() if message["Message-ID"] else None,
+        replies_to=tuple(dict.fromkeys(re.findall(r"<[^<>\s]{1,250}>", threads))),
     )
 
 
@@ -103,6 +130,7 @@ class InboundHandler:
     store: Store
     config: AssistantConfig
     org_id: str
+    hosts: HostContext | None = None  # without it, replies choosing a time are not read
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -130,6 +158,9 @@ class InboundHandler:
     def receive(self, raw: bytes) -> BookingRequest | None:
         """Record one e-mail request (``None``: refused before we knew the owner)."""
         mail = parse_mail(raw, self.config.sender.address)
+        offer = self._offer_replied_to(mail) if self.hosts is not None else None
+        if offer is not None:
+            return self._choose(mail, offer)
         with self.store.transaction() as uow:
             trust = uow.repository(TrustRepository)
             owners = [mail.owner_tag] if mail.owner_tag else trust.owners_among(mail.recipients)
@@ -148,6 +179,51 @@ class InboundHandler:
             if request.status is RequestStatus.ACCEPTED:
                 trust.offer_slots(request.id, config=self.config)  # once per request
             return request
+
+    def _offer_replied_to(self, mail: InboundMail) -> str | None:
+        """The request whose offer of slots ``mail`` replies to, if any."""
+        if not mail.replies_to:
+            return None
+        with self.store.transaction() as uow:
+            topics = uow.session.scalars(
+                sa.select(OutboxMessageRow.meeting_uid).where(
+                    OutboxMessageRow.message_id.in_(mail.replies_to),
+                    OutboxMessageRow.meeting_uid.startswith("slots:"),
+                )
+            ).first()
+        return None if topics is None else topics.removeprefix("slots:")
+
+    def _choose(self, mail: InboundMail, request_id: str) -> BookingRequest | None:
+        """A reply to an offer: schedule the time it names, or answer why not."""
+        assert self.hosts is not None
+        with self.store.transaction() as uow:
+            found = uow.repository(TrustRepository).get(request_id)
+        if mail.sender != found.requester or found.owner not in mail.recipients:
+            _log.warning(
+                "inbound.choice_ignored", request=request_id,
+                reason="not from the requester" if mail.sender != found.requester
+                else "the owner is not in copy",
+            )  # fmt: skip
+            return found
+        nonce = mail.message_id or mail.body[:200]
+        try:
+            start = read_choice(mail.body, self.config.zone)
+            choose_request_slot(
+                self.store, self.hosts, request_id, start, config=self.config,
+                requester=mail.sender,
+            )  # fmt: skip
+        except (ValidationError, SlotTakenError) as error:
+            with self.store.transaction() as uow:
+                uow.repository(TrustRepository).offer_slots(
+                    request_id, config=self.config, nonce=nonce, note=error.message
+                )
+        except (ConflictError, PermissionDeniedError) as error:
+            with self.store.transaction() as uow:
+                uow.repository(TrustRepository).answer(
+                    request_id, config=self.config, topic=f"refused-choice:{request_id}",
+                    nonce=nonce, body=f"{error.message}.\n{error.hint}",
+                )  # fmt: skip
+        return found
 
 
 class InboundListener:

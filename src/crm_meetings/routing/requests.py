@@ -52,6 +52,7 @@ from crm_meetings.routing.trust import (
     decide,
     normalize_domain,
     sign_approval,
+    sign_link,
     verify_approval,
 )
 from crm_meetings.senders.mail import notice
@@ -61,6 +62,8 @@ from crm_meetings.store.unit_of_work import UnitOfWork
 
 __all__ = [
     "APPROVALS_USE",
+    "CHOICE",
+    "SLOT_FORMAT",
     "AssistantConfig",
     "BookingRequest",
     "RequestStatus",
@@ -68,6 +71,10 @@ __all__ = [
 ]
 
 APPROVALS_USE: Final = ("approvals", "default")
+#: the purpose of the signed links that pick an offered slot (:func:`.trust.sign_link`)
+CHOICE: Final = "slot choice"
+#: how offered times are written in mails; a reply quoting one is read back with it
+SLOT_FORMAT: Final = "%A %d %B %Y, %H:%M"
 
 
 class RequestStatus(StrEnum):
@@ -84,7 +91,8 @@ class AssistantConfig:
     """Who the assistant is and how its approval links are made.
 
     ``approval_url`` is the link's prefix; the token is appended (the web layer serves it
-    and calls :meth:`TrustRepository.resolve`).
+    and calls :meth:`TrustRepository.resolve`). ``choose_url``, when set, is the prefix of
+    the link an offer of slots carries to pick one online (:data:`CHOICE`).
     """
 
     sender: Sender
@@ -94,6 +102,16 @@ class AssistantConfig:
     zone: str = "UTC"  # the owner's working hours and the offered times are shown here
     offer_days: int = 7
     meeting_length: timedelta = timedelta(minutes=30)
+    choose_url: str | None = None
+
+    def choice_link(self, request_id: str, now: datetime) -> str | None:
+        """The link to pick one of ``request_id``'s offered slots online (while slots are
+        offered: ``offer_days``), or ``None`` without a ``choose_url``."""
+        if self.choose_url is None:
+            return None
+        valid = timedelta(days=self.offer_days)
+        token = sign_link(self.secret, CHOICE, request_id, now=now, valid_for=valid)
+        return self.choose_url + token
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +142,38 @@ def _request(row: BookingRequestRow) -> BookingRequest:
         created_at=row.created_at, expires_at=row.expires_at, decided_at=row.decided_at,
         decision=decision,
     )  # fmt: skip
+
+
+def owner_slots(
+    uow: UnitOfWork, owner: str, config: AssistantConfig, now: datetime, *, limit: int = 10
+) -> list[Slot]:
+    """The owner's first ``limit`` free slots in the next ``offer_days`` (as offered)."""
+    until = now + timedelta(days=config.offer_days)
+    busy = busy_in_store(uow, owner, start=now, end=until)
+    return free_slots(
+        busy, start=now, end=until, duration=config.meeting_length, zone=config.zone,
+        limit=limit,
+    )  # fmt: skip
+
+
+def offer_text(owner: str, slots: Sequence[Slot], config: AssistantConfig, link: str | None) -> str:
+    """The body of an offer: the times (in :data:`SLOT_FORMAT`, which a reply is read
+    with), how to choose, or that there is no free time."""
+    if not slots:
+        return (
+            f"{owner} has no free time in the next {config.offer_days} days; "
+            "I will come back to you."
+        )
+    tz = ZoneInfo(config.zone)
+    times = "\n".join(
+        f"- {a.astimezone(tz).strftime(SLOT_FORMAT)}-{b.astimezone(tz):%H:%M} ({config.zone})"
+        for a, b in slots
+    )
+    online = f"\n\nOr choose online: {link}" if link else ""
+    return (
+        f"{owner} is free at these times:\n{times}\n\nReply with the one you prefer "
+        f"(copy its line) and I will send the invitation.{online}"
+    )
 
 
 def token_hash(token: str) -> str:
@@ -327,10 +377,13 @@ class TrustRepository(Repository):
             return config.sender
         return Sender(row.email, row.display_name, row.reply_to)
 
-    def offer_slots(self, request_id: str, *, config: AssistantConfig) -> list[Slot]:
+    def offer_slots(
+        self, request_id: str, *, config: AssistantConfig, nonce: str = "", note: str = ""
+    ) -> list[Slot]:
         """Reply to an accepted or approved request with the owner's free slots, the owner
-        in copy; returns the slots (none: the reply says so). One reply per request: the
-        outbox ignores a second offer."""
+        in copy; returns the slots (none: the reply says so). One reply per request and
+        ``nonce``: the outbox ignores a second offer (a new nonce offers fresh slots, after
+        ``note``, e.g. why the last choice could not be scheduled)."""
         row = self._row(request_id)
         if row.status not in (RequestStatus.ACCEPTED.value, RequestStatus.APPROVED.value):
             raise ConflictError(
@@ -339,32 +392,33 @@ class TrustRepository(Repository):
             )
         now = self.clock()
         uow = UnitOfWork(self.session, self.clock)
-        until = now + timedelta(days=config.offer_days)
-        busy = busy_in_store(uow, row.owner, start=now, end=until)
-        slots = free_slots(busy, start=now, end=until, duration=config.meeting_length,
-                           zone=config.zone)  # fmt: skip
-        tz = ZoneInfo(config.zone)
-        times = "\n".join(
-            f"- {a.astimezone(tz):%A %d %B %Y, %H:%M}-{b.astimezone(tz):%H:%M} ({config.zone})"
-            for a, b in slots
-        )
-        body = (
-            f"Hello {row.requester_name or row.requester},\n\n"
-            + (f"{row.owner} is free at these times:\n{times}\n\nReply with the one you "
-               "prefer and I will send the invitation." if slots else
-               f"{row.owner} has no free time in the next {config.offer_days} days; "
-               "I will come back to you.")
-            + f"\n\n{row.owner} is in copy.\n"
-        )  # fmt: skip
+        slots = owner_slots(uow, row.owner, config, now)
+        body = offer_text(row.owner, slots, config, config.choice_link(row.id, now))
+        body = f"{note.rstrip('.')}.\n\n{body}" if note else body
+        self.answer(row.id, config=config, topic=f"slots:{row.id}", nonce=nonce, body=body)
+        return slots
+
+    def answer(
+        self, request_id: str, *, config: AssistantConfig, topic: str, nonce: str, body: str
+    ) -> None:
+        """Queue ``body`` to the requester with the owner in copy (and to the owner with
+        the requester in copy), in reply to the request; once per (topic, nonce)."""
+        row = self._row(request_id)
+        greeting = f"Hello {row.requester_name or row.requester},\n\n"
+        text = f"{greeting}{body}\n\n{row.owner} is in copy.\n"
+        uow = UnitOfWork(self.session, self.clock)
         for to, cc in ((row.requester, row.owner), (row.owner, row.requester)):
             mail = notice(
                 sender=self._sender(row.org_id, config), recipient=to,
                 subject=f"Re: {row.subject}" if row.subject else "Your meeting request",
-                body=body, topic=f"slots:{row.id}", nonce="", now=now,
+                body=text, topic=topic, nonce=nonce, now=self.clock(),
                 in_reply_to=row.message_id, cc=[cc],
             )  # fmt: skip
             Outbox.enqueue(uow, mail)
-        return slots
+
+    def org_of(self, request_id: str) -> str:
+        """The org a request was made in."""
+        return self._row(request_id).org_id
 
     def get(self, request_id: str) -> BookingRequest:
         return _request(self._row(request_id))

@@ -20,10 +20,11 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from crm_meetings.errors import PermissionDeniedError, ValidationError
 from crm_meetings.model import normalize_email, utc
@@ -36,7 +37,9 @@ __all__ = [
     "decide",
     "normalize_domain",
     "sign_approval",
+    "sign_link",
     "verify_approval",
+    "verify_link",
 ]
 
 
@@ -139,28 +142,62 @@ def sign_approval(
         "a": ApprovalAction(action).value,
         "e": int((utc(now, "now") + valid_for).timestamp()),
     }
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
-    mac = hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest()
-    return f"{body}.{_b64(mac)}"
+    return _seal(secret, payload)
 
 
 def verify_approval(secret: bytes, token: str, *, now: datetime) -> tuple[str, ApprovalAction]:
     """``(request id, action)`` of a genuine, unexpired token; PermissionDeniedError else."""
+    payload = _open(secret, token, now, "approval link", "the most recent approval e-mail")
+    if "a" not in payload:
+        raise PermissionDeniedError("This approval link is not genuine.")
+    return str(payload["r"]), ApprovalAction(payload["a"])
+
+
+def _purpose_key(secret: bytes, purpose: str) -> bytes:
+    """A key of its own per purpose: a token made for one never verifies as another."""
+    return hmac.new(secret, f"crm-meetings {purpose}".encode(), hashlib.sha256).digest()
+
+
+def sign_link(
+    secret: bytes, purpose: str, subject: str, *, now: datetime, valid_for: timedelta
+) -> str:
+    """A URL-safe, expiring token naming ``subject`` for one ``purpose`` (e.g. the slot
+    choice of a booking request); unlike approval links, it may be used until it expires."""
+    expires = int((utc(now, "now") + valid_for).timestamp())
+    return _seal(_purpose_key(secret, purpose), {"s": subject, "e": expires})
+
+
+def verify_link(secret: bytes, purpose: str, token: str, *, now: datetime) -> str:
+    """The subject of a genuine, unexpired :func:`sign_link` token; PermissionDeniedError
+    else."""
+    payload = _open(_purpose_key(secret, purpose), token, now, "link", "the most recent e-mail")
+    return str(payload["s"])
+
+
+def _seal(key: bytes, payload: Mapping[str, object]) -> str:
+    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    mac = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def _open(key: bytes, token: str, now: datetime, what: str, where: str) -> dict[str, Any]:
     body, _, mac = token.partition(".")
     try:
-        expected = hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest()
+        expected = hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()
         genuine = hmac.compare_digest(expected, _unb64(mac))
     except (UnicodeError, ValueError):
         genuine = False
     if not genuine:
         raise PermissionDeniedError(
-            "This approval link is not genuine.",
-            hint="Use the link from the most recent approval e-mail, unmodified.",
+            f"This {what} is not genuine.", hint=f"Use the link from {where}, unmodified."
         )
     payload = json.loads(_unb64(body))
     if datetime.fromtimestamp(int(payload["e"]), UTC) <= utc(now, "now"):
         raise PermissionDeniedError(
-            "This approval link has expired.",
-            hint="Ask the requester to send the booking request again.",
+            f"This {what} has expired.",
+            hint="Ask the requester to send the booking request again."
+            if what == "approval link"
+            else "Ask for a new booking link.",
         )
-    return str(payload["r"]), ApprovalAction(payload["a"])
+    assert isinstance(payload, dict)
+    return payload
