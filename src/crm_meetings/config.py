@@ -249,6 +249,9 @@ class SalesforceSettings(_Remote):
     refresh_token: Secret = None
     username: str | None = None
     private_key_file: ExistingFile | None = None
+    #: the org this connection serves (Setup > Company Information > Salesforce.com
+    #: Organization ID, 15 or 18 characters); Canvas requests from another org are refused
+    org_id: Annotated[str, Field(pattern=r"^00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?$")] | None = None
 
     def missing(self) -> list[tuple[str, str]]:
         if not self.enabled:
@@ -273,6 +276,9 @@ class HubSpotSettings(_Remote):
     client_secret: Secret = None
     refresh_token: Secret = None
     app_id: int | None = None
+    #: the HubSpot account (portal, "Hub ID") this connection serves; signed calls from
+    #: another portal are refused
+    portal_id: Annotated[int, Field(gt=0)] | None = None
 
     def missing(self) -> list[tuple[str, str]]:
         oauth = ("client_id", "client_secret", "refresh_token")
@@ -309,6 +315,9 @@ class ZohoSettings(_Remote):
     client_id: str | None = None
     client_secret: Secret = None
     refresh_token: Secret = None
+    #: the Zoho org this connection serves (``GET /crm/v8/org`` → ``org[0].id``), the
+    #: widget token's ``org`` claim; tokens naming another org are refused
+    org_id: Annotated[str, Field(pattern=r"^\d+$")] | None = None
 
     @property
     def accounts_base(self) -> str:
@@ -393,6 +402,9 @@ class WebSettings(Section):
     salesforce_canvas_secret: Secret = None
     hubspot_client_secret: Secret = None
     zoho_widget_secret: Secret = None
+    #: HubSpot's signed card calls name no role: the CRM profile of each user (by e-mail),
+    #: matched against the profiles an organisation address allows
+    hubspot_profiles: dict[str, str] = Field(default_factory=dict)
 
 
 class LogSettings(Section):
