@@ -329,12 +329,18 @@ def demo(
         Path,
         typer.Option(help="Directory for report.json (created; files in it are replaced)."),
     ] = Path("demo-output"),
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Keep the panel and the admin page served until Ctrl-C, then finish."
+        ),
+    ] = False,
 ) -> None:
     """Run the scenario on a throwaway store and write what happened to OUT/report.json."""
     out.mkdir(parents=True, exist_ok=True)
     steps: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="crm-meetings-demo-") as scratch:
-        run = DemoRun(out=out, workdir=Path(scratch))
+        run = DemoRun(out=out, workdir=Path(scratch), serve=serve)
         for step in DEMO_STEPS:
             steps.append(_run_step(step, run))
             mark = Text("✓ ", style="green") if steps[-1]["ok"] else Text("✗ ", style="red")
