@@ -259,8 +259,22 @@ def _prefixed(name: str, results: list[CheckResult]) -> list[CheckResult]:
     ]
 
 
+def check_web_orgs(settings: Settings) -> list[CheckResult] | None:
+    """The org each enabled CRM's connection serves on the web (README: one org per
+    connection)."""
+    from crm_meetings.web.orgs import org_checks
+
+    return org_checks(settings)
+
+
 #: what ``doctor`` checks once the settings load; each feature appends its own
-DOCTOR_CHECKS: list[Check] = [check_store, check_crms, check_providers, check_smtp]
+DOCTOR_CHECKS: list[Check] = [
+    check_store,
+    check_crms,
+    check_providers,
+    check_smtp,
+    check_web_orgs,
+]
 
 
 @app.command()

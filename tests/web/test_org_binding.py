@@ -13,6 +13,7 @@ from crm_meetings.config import HubSpotSettings, SalesforceSettings, Settings, Z
 from crm_meetings.model import CrmKind
 from crm_meetings.store import Store
 from crm_meetings.web.app import create_app
+from crm_meetings.web.orgs import org_checks
 from crm_meetings.web.services import WebServices
 
 if TYPE_CHECKING:
@@ -126,3 +127,25 @@ def test_a_session_of_another_org_is_refused_once_the_org_is_bound(
         refused = client.get("/api/v1/me")
     assert refused.status_code == 403
     assert f"serves Salesforce org {SF_ORG}" in refused.json()["message"]
+
+
+def test_doctor_names_the_org_each_connection_serves_or_the_key_to_set(
+    settings: Settings,
+) -> None:
+    configured = settings.model_copy(
+        update={
+            "salesforce": SalesforceSettings(enabled=True, org_id=SF_ORG),
+            "hubspot": HubSpotSettings(enabled=True),
+            "zoho": ZohoSettings(enabled=False),
+        }
+    )
+    lines = {r.name: r for r in org_checks(configured) or []}
+    assert set(lines) == {"web salesforce org", "web hubspot org"}
+    assert lines["web salesforce org"].ok
+    assert lines["web salesforce org"].detail == f"serves Salesforce org {SF_ORG}"
+    assert not lines["web hubspot org"].ok
+    assert "[hubspot] portal_id" in lines["web hubspot org"].fix
+    no_pages = configured.model_copy(
+        update={"web": configured.web.model_copy(update={"hubspot_client_secret": None})}
+    )
+    assert [r.name for r in org_checks(no_pages) or []] == ["web salesforce org"]

@@ -18,17 +18,24 @@ from dataclasses import dataclass
 from typing import Final
 
 from crm_meetings.config import Settings
+from crm_meetings.connectors.base import CheckResult
 from crm_meetings.errors import PermissionDeniedError
 from crm_meetings.model import CrmKind
 from crm_meetings.web.auth import CallerContext
 
-__all__ = ["ORG_KEYS", "OrgBinding"]
+__all__ = ["ORG_KEYS", "OrgBinding", "org_checks"]
 
 #: per CRM: the settings key holding its org id, and what the CRM calls an org
 ORG_KEYS: Final[Mapping[CrmKind, tuple[str, str]]] = {
     CrmKind.SALESFORCE: ("org_id", "Salesforce org"),
     CrmKind.HUBSPOT: ("portal_id", "HubSpot portal"),
     CrmKind.ZOHO: ("org_id", "Zoho org"),
+}
+#: per CRM: the ``[web]`` secret its signed requests are checked with
+_WEB_SECRETS: Final[Mapping[CrmKind, str]] = {
+    CrmKind.SALESFORCE: "salesforce_canvas_secret",
+    CrmKind.HUBSPOT: "hubspot_client_secret",
+    CrmKind.ZOHO: "zoho_widget_secret",
 }
 
 
@@ -75,3 +82,27 @@ class OrgBinding:
                 hint="Ask your admin to install crm-meetings for your own org (one "
                 "installation per org), or open the panel from the org it serves.",
             )
+
+
+def org_checks(settings: Settings) -> list[CheckResult] | None:
+    """``doctor`` lines: the org each enabled CRM serves on the web, or the key to set when
+    its pages are configured (``[web]`` secret) but the org id is not."""
+    binding = OrgBinding.from_settings(
+        settings, [crm for crm in ORG_KEYS if getattr(settings, crm.value).enabled]
+    )
+    results = []
+    for crm in sorted(binding.connected):
+        key, what = ORG_KEYS[crm]
+        name = f"web {crm.value} org"
+        if crm in binding.orgs:
+            results.append(CheckResult(name, True, f"serves {what} {binding.orgs[crm]}"))
+        elif getattr(settings.web, _WEB_SECRETS[crm]) is not None:
+            results.append(
+                CheckResult(
+                    name,
+                    False,
+                    f"[{crm.value}] {key} is not set: the web app refuses every {what}",
+                    f"Set [{crm.value}] {key} to the {what} the connection was authorised in.",
+                )
+            )
+    return results or None
