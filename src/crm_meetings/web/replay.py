@@ -23,6 +23,17 @@ from crm_meetings.web.tables import UsedSignatureRow
 __all__ = ["StoredReplayGuard"]
 
 
+def _purge(now: datetime) -> sa.Delete:
+    """Delete the expired rows no other transaction is deleting (PostgreSQL skips rows
+    another check holds, so two purges never wait on each other; SQLite has one writer)."""
+    expired = (
+        sa.select(UsedSignatureRow.digest)
+        .where(UsedSignatureRow.expires_at <= now)
+        .with_for_update(skip_locked=True)
+    )
+    return sa.delete(UsedSignatureRow).where(UsedSignatureRow.digest.in_(expired))
+
+
 class StoredReplayGuard:
     """Refuses a signature any process on ``store`` accepted before it went stale.
 
@@ -38,7 +49,7 @@ class StoredReplayGuard:
         expires = max(until or now, now + self._window)
         with self._store.transaction() as uow:
             session = uow.session
-            session.execute(sa.delete(UsedSignatureRow).where(UsedSignatureRow.expires_at <= now))
+            session.execute(_purge(now))
             try:
                 with session.begin_nested():
                     session.add(UsedSignatureRow(digest=digest, expires_at=expires))
