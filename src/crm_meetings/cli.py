@@ -259,8 +259,22 @@ def _prefixed(name: str, results: list[CheckResult]) -> list[CheckResult]:
     ]
 
 
+def check_web_orgs(settings: Settings) -> list[CheckResult] | None:
+    """The org each enabled CRM's connection serves on the web (README: one org per
+    connection)."""
+    from crm_meetings.web.orgs import org_checks
+
+    return org_checks(settings)
+
+
 #: what ``doctor`` checks once the settings load; each feature appends its own
-DOCTOR_CHECKS: list[Check] = [check_store, check_crms, check_providers, check_smtp]
+DOCTOR_CHECKS: list[Check] = [
+    check_store,
+    check_crms,
+    check_providers,
+    check_smtp,
+    check_web_orgs,
+]
 
 
 @app.command()
@@ -329,12 +343,18 @@ def demo(
         Path,
         typer.Option(help="Directory for report.json (created; files in it are replaced)."),
     ] = Path("demo-output"),
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Keep the panel and the admin page served until Ctrl-C, then finish."
+        ),
+    ] = False,
 ) -> None:
     """Run the scenario on a throwaway store and write what happened to OUT/report.json."""
     out.mkdir(parents=True, exist_ok=True)
     steps: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="crm-meetings-demo-") as scratch:
-        run = DemoRun(out=out, workdir=Path(scratch))
+        run = DemoRun(out=out, workdir=Path(scratch), serve=serve)
         for step in DEMO_STEPS:
             steps.append(_run_step(step, run))
             mark = Text("✓ ", style="green") if steps[-1]["ok"] else Text("✗ ", style="red")

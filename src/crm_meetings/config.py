@@ -18,6 +18,7 @@ that names the dotted key (``sync.timezone``), what is wrong, and what to do.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -130,6 +131,49 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
+def _org_id(pattern: str, what: str, hint: str) -> AfterValidator:
+    """An org id checked against ``pattern``, with a hint saying where to find it."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise _invalid(f"{value!r} is not a {what}", hint)
+        return value
+
+    return AfterValidator(check)
+
+
+SalesforceOrgId = Annotated[
+    str,
+    _org_id(
+        r"00D[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?",
+        "Salesforce organization id",
+        "Copy the 15- or 18-character Organization ID (00D…) from Setup > Company Information.",
+    ),
+]
+ZohoOrgId = Annotated[
+    str,
+    _org_id(
+        r"\d+",
+        "Zoho org id",
+        "Give the digits of org[0].id from GET /crm/v8/org (Setup > Company Details).",
+    ),
+]
+
+
+def _json_table(value: object) -> object:
+    """A table given in an environment variable, as a JSON object."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise _invalid(
+            f"{value!r} is not a JSON object",
+            'In the environment give a JSON object such as {"olivia@acme.com": "sales"}.',
+        ) from None
+
+
 Url = Annotated[str, AfterValidator(_check_url)]
 Timezone = Annotated[str, AfterValidator(_check_timezone)]
 ExistingFile = Annotated[Path, AfterValidator(_check_file)]
@@ -139,6 +183,7 @@ Secret = SecretStr | None
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
 ]
+StringTable = Annotated[dict[str, str], BeforeValidator(_json_table)]
 
 
 def _is_set(value: object) -> bool:
@@ -250,6 +295,9 @@ class SalesforceSettings(_Remote):
     refresh_token: Secret = None
     username: str | None = None
     private_key_file: ExistingFile | None = None
+    #: the org this connection serves (Setup > Company Information > Salesforce.com
+    #: Organization ID, 15 or 18 characters); Canvas requests from another org are refused
+    org_id: SalesforceOrgId | None = None
 
     def missing(self) -> list[tuple[str, str]]:
         if not self.enabled:
@@ -274,6 +322,9 @@ class HubSpotSettings(_Remote):
     client_secret: Secret = None
     refresh_token: Secret = None
     app_id: int | None = None
+    #: the HubSpot account (portal, "Hub ID") this connection serves; signed calls from
+    #: another portal are refused
+    portal_id: Annotated[int, Field(gt=0)] | None = None
 
     def missing(self) -> list[tuple[str, str]]:
         oauth = ("client_id", "client_secret", "refresh_token")
@@ -310,6 +361,9 @@ class ZohoSettings(_Remote):
     client_id: str | None = None
     client_secret: Secret = None
     refresh_token: Secret = None
+    #: the Zoho org this connection serves (``GET /crm/v8/org`` → ``org[0].id``), the
+    #: widget token's ``org`` claim; tokens naming another org are refused
+    org_id: ZohoOrgId | None = None
 
     @property
     def accounts_base(self) -> str:
@@ -394,6 +448,9 @@ class WebSettings(Section):
     salesforce_canvas_secret: Secret = None
     hubspot_client_secret: Secret = None
     zoho_widget_secret: Secret = None
+    #: HubSpot's signed card calls name no role: the CRM profile of each user (by e-mail),
+    #: matched against the profiles an organisation address allows
+    hubspot_profiles: StringTable = Field(default_factory=dict)
 
 
 class InboundSettings(Section):

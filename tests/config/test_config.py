@@ -331,6 +331,32 @@ def test_settings_are_frozen() -> None:
         settings.sync.hour = 5  # type: ignore[misc]
 
 
+def test_the_orgs_served_and_hubspot_profiles_come_from_the_file_or_the_environment(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "crm-meetings.toml"
+    file.write_text(
+        '[salesforce]\norg_id = "00D5g0000000001AAA"\n[hubspot]\nportal_id = 62515\n'
+        '[zoho]\norg_id = "5725767000000000001"\n'
+        '[web]\nhubspot_profiles = { "olivia@acme.com" = "sales" }\n',
+        encoding="utf-8",
+    )
+    loaded = load_settings(file, {})
+    assert (loaded.salesforce.org_id, loaded.hubspot.portal_id, loaded.zoho.org_id) == (
+        "00D5g0000000001AAA",
+        62515,
+        "5725767000000000001",
+    )
+    assert loaded.web.hubspot_profiles == {"olivia@acme.com": "sales"}
+    env = {"CRM_MEETINGS_WEB__HUBSPOT_PROFILES": '{"bob@acme.com": "admin"}'}
+    assert load_settings(file, env).web.hubspot_profiles == {"bob@acme.com": "admin"}
+    with pytest.raises(ConfigurationError, match="not a JSON object") as raised:
+        load_settings(file, {"CRM_MEETINGS_WEB__HUBSPOT_PROFILES": "bob=admin"})
+    assert "CRM_MEETINGS_WEB__HUBSPOT_PROFILES" in str(raised.value)
+    with pytest.raises(ConfigurationError, match=r"salesforce\.org_id"):
+        load_settings(file, {"CRM_MEETINGS_SALESFORCE__ORG_ID": "not-an-org"})
+
+
 def test_smtp_port_follows_security() -> None:
     assert load_settings(env={"CRM_MEETINGS_SMTP__SECURITY": "tls"}).smtp.effective_port == 465
     assert load_settings(env={"CRM_MEETINGS_SMTP__PORT": "2525"}).smtp.effective_port == 2525

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from icalendar import Calendar
 from typer.testing import CliRunner
@@ -28,6 +31,7 @@ from crm_meetings.commands import DemoRun
 from crm_meetings.demo import _with_system, step_start_sandbox, step_stop
 from crm_meetings.demo.people import ORG_ADDRESS
 from crm_meetings.demo.system import DemoSystem
+from crm_meetings.demo.web import PAGES, get_signed_in
 
 SCRIPT = Path(sys.executable).with_name("crm-meetings")
 CRMS = ("salesforce", "hubspot", "zoho")
@@ -43,6 +47,7 @@ STEPS = [
     "rotation",
     "booking requests",
     "contacts",
+    "web pages",
     "stop",
 ]
 
@@ -191,6 +196,57 @@ def test_rotation_invitations_come_from_the_confirmed_org_address(demo: Demo) ->
     detail = next(s["detail"] for s in demo.report["steps"] if s["step"] == "booking requests")
     assert "accepted" in detail
     assert "pending" in detail
+
+
+def test_the_panel_and_the_admin_page_were_served_checked_and_stopped(demo: Demo) -> None:
+    detail = next(s["detail"] for s in demo.report["steps"] if s["step"] == "web pages")
+    urls = re.findall(r"^  (panel|admin): (http://127\.0\.0\.1:\d+/\S+)$", demo.result.stdout, re.M)
+    assert [page for page, _ in urls] == ["panel", "admin"]
+    for page, url in urls:
+        assert f"{page} {url} (200, " in detail
+        with pytest.raises(httpx.ConnectError):  # the demo finished: nothing left serving
+            httpx.get(url, timeout=5)
+    assert "Zoho record Accounts/" in detail
+
+
+def test_serve_keeps_the_pages_up_until_ctrl_c_then_finishes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_MEETINGS_")}
+    env.update({"COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    demo = subprocess.Popen(
+        [str(SCRIPT), "demo", "--serve", "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        urls: dict[str, str] = {}
+        for line in demo.stdout:
+            if found := re.match(r"^  (panel|admin): (\S+)$", line):
+                urls[found.group(1)] = found.group(2)
+            if line.startswith("Serving until Ctrl-C"):
+                break
+        assert set(urls) == {"panel", "admin"}, "the demo printed the pages it serves"
+        with httpx.Client(timeout=30) as client:
+            for page, heading in PAGES.items():  # still up after the demo's own check
+                response = get_signed_in(client, urls[page])
+                assert response.status_code == 200
+                assert heading in response.text
+        demo.send_signal(signal.SIGINT)
+        rest, errors = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 0, rest + errors
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert report["ok"] is True
+    assert [step["step"] for step in report["steps"]] == STEPS
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(urls["panel"], timeout=5)
 
 
 def test_a_failed_step_stops_everything_and_the_report_is_still_written(

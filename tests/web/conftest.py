@@ -20,7 +20,7 @@ import secrets
 import socket
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 from crm_meetings.calendar.outbox import DeliveryReport, SmtpConfig, deliver_pending
-from crm_meetings.config import Settings, WebSettings
+from crm_meetings.config import SalesforceSettings, Settings, WebSettings
 from crm_meetings.model import CrmKind, RecordRef
 from crm_meetings.sandbox.seed import SeedSpec
 from crm_meetings.sandbox.server import Sandbox
@@ -63,14 +63,17 @@ ADMIN = "admin@acme.example"
 ACCOUNT = RecordRef("Account", "001A")
 
 
-def web_settings() -> Settings:
+def web_settings(*, salesforce_org: str | None = None, **web: Any) -> Settings:
+    """The test secrets; ``salesforce_org`` binds the Salesforce connection to an org."""
     return Settings(
+        salesforce=SalesforceSettings(org_id=salesforce_org),
         web=WebSettings(
             session_secret="test-session-secret",  # type: ignore[arg-type]
             salesforce_canvas_secret=CANVAS_SECRET,  # type: ignore[arg-type]
             hubspot_client_secret=HUBSPOT_SECRET,  # type: ignore[arg-type]
             zoho_widget_secret=ZOHO_SECRET,  # type: ignore[arg-type]
-        )
+            **web,
+        ),
     )
 
 
@@ -88,12 +91,13 @@ class Crm:
         record: RecordRef | None = ACCOUNT,
         issued: datetime | None = None,
         secret: str = CANVAS_SECRET,
+        profile: str | None = None,
     ) -> str:
+        user = {"userId": "005" + hashlib.sha256(email.encode()).hexdigest()[:12], "email": email}
+        if profile is not None:
+            user["profileId"] = profile
         context: dict[str, Any] = {
-            "user": {
-                "userId": "005" + hashlib.sha256(email.encode()).hexdigest()[:12],
-                "email": email,
-            },
+            "user": user,
             "organization": {"organizationId": org},
             "environment": {"record": {}},
         }
@@ -135,6 +139,7 @@ class Crm:
         record: RecordRef | None = ACCOUNT,
         at: datetime | None = None,
         secret: str = ZOHO_SECRET,
+        profile: str | None = None,
     ) -> str:
         return sign_widget_token(
             secret.encode(),
@@ -144,6 +149,7 @@ class Crm:
             module=record.object_type if record else None,
             record=record.record_id if record else None,
             now=at or self.clock(),
+            profile=profile,
         )
 
 
@@ -166,6 +172,7 @@ def _load(path: Path) -> ModuleType:
 TESTS = Path(__file__).parent.parent
 SALESFORCE = _load(TESTS / "contract" / "harness_salesforce.py")
 PROVIDERS = _load(TESTS / "conferencing" / "conftest.py")
+ORG_SENDER = _load(TESTS / "actions" / "test_org_sender.py")
 STACK_SEED = SeedSpec(seed=8, meetings=6, organizers=1, records=2, provider="zoom")
 
 
@@ -223,9 +230,8 @@ class Stack:
     def services(self, store: Store, clock: Clock, **extra: Any) -> WebServices:
         """The web services on this stack, as ``crm-meetings web serve`` wires them."""
         admins = frozenset({ADMIN})
-        return live_services(
-            web_settings(), store, self.clients, clock=clock, admins=admins, **extra
-        )
+        settings = web_settings(salesforce_org=ORG)
+        return live_services(settings, store, self.clients, clock=clock, admins=admins, **extra)
 
     def events(self) -> list[dict[str, Any]]:
         """The Salesforce emulator's Event rows."""
@@ -268,14 +274,26 @@ def stack() -> Iterator[Stack]:
         sandbox.stop()
 
 
+#: ``org_address(store, org, profiles)``: a confirmed organisation address (Acme Sales,
+#: sales@acme.example) the org's invitations go out from, for ``profiles``
+OrgAddress = Callable[[Store, str, list[str]], None]
+
+
+@pytest.fixture
+def org_address() -> OrgAddress:
+    configure: OrgAddress = ORG_SENDER.configure
+    return configure
+
+
 @pytest.fixture
 def services() -> WebServices:
     return WebServices(admins=frozenset({ADMIN}), session_ttl=timedelta(minutes=30))
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return web_settings()
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """With the ``stack`` (a Salesforce connection) the app serves the org ``ORG`` only."""
+    return web_settings(salesforce_org=ORG if "stack" in request.fixturenames else None)
 
 
 @pytest.fixture

@@ -138,12 +138,12 @@ def test_actions_are_scoped_to_org_and_organizer(web: Web, stack: Stack) -> None
     token = login(web, stack)
     meeting = _post(web, token, "s-2", new_meeting(stack)).json()["meeting"]
     web.client.cookies.clear()
-    other_org = login(web, stack, org=web.OTHER_ORG)
-    cancel = web.client.post(
-        f"/api/v1/meetings/{meeting['id']}/cancel",
-        headers={**web.csrf(other_org), "Idempotency-Key": "c-2"},
+    other_org = web.client.post(  # the Salesforce connection serves ORG only
+        "/salesforce/canvas",
+        data={"signed_request": web.crm.canvas(org=web.OTHER_ORG, email=stack.organizer)},
     )
-    assert cancel.status_code == 404
+    assert other_org.status_code == 403
+    assert f"serves Salesforce org {web.ORG}" in other_org.json()["message"]
     web.client.cookies.clear()
     colleague = login(web, stack, email="bob@acme.example")
     refused = web.client.post(

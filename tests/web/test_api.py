@@ -61,6 +61,7 @@ def test_canvas_post_opens_a_session_with_org_user_and_record(web: Web) -> None:
         "org_id": web.ORG,
         "user_id": me["user_id"],
         "email": web.REP,
+        "profile": None,
         "record": "Account/001A",
         "admin": False,
         "via": "session",

@@ -88,6 +88,9 @@ def test_canvas_stale_and_replayed_are_refused() -> None:
     verify_canvas(fresh, CANVAS_SECRET, now=NOW, replay=guard)
     with pytest.raises(UnauthenticatedError, match="already used"):
         verify_canvas(fresh, CANVAS_SECRET, now=NOW + timedelta(seconds=1), replay=guard)
+    # Canvas allows 15 minutes, so the guard keeps the signature that long, not 5 minutes
+    with pytest.raises(UnauthenticatedError, match="already used"):
+        verify_canvas(fresh, CANVAS_SECRET, now=NOW + timedelta(minutes=14), replay=guard)
 
 
 HS_SECRET = "hubspot-client-secret"
@@ -170,6 +173,21 @@ def test_zoho_widget_token_round_trips() -> None:
     caller = verify_widget_token(widget(), ZOHO_SECRETS.get, now=NOW + timedelta(minutes=1))
     assert (caller.crm, caller.org_id, caller.user_id) == (CrmKind.ZOHO, "org-1", "u1")
     assert caller.record == RecordRef("Deals", "42")
+    assert caller.profile is None
+    with_profile = sign_widget_token(
+        ZOHO_SECRETS["org-1"], org="org-1", user="u1", email=None, module=None, record=None,
+        now=NOW, profile="Sales Rep",
+    )  # fmt: skip
+    assert verify_widget_token(with_profile, ZOHO_SECRETS.get, now=NOW).profile == "Sales Rep"
+
+
+def test_a_zoho_token_valid_for_more_than_five_minutes_is_refused() -> None:
+    long_lived = sign_widget_token(
+        ZOHO_SECRETS["org-1"], org="org-1", user="u1", email=None, module=None, record=None,
+        now=NOW, ttl=timedelta(hours=1),
+    )  # fmt: skip
+    with pytest.raises(UnauthenticatedError, match="more than five minutes"):
+        verify_widget_token(long_lived, ZOHO_SECRETS.get, now=NOW)
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from conftest import Clock, SandboxConfig, Stack, Web
 
 SCRIPT = Path(sys.executable).with_name("crm-meetings")
+ORG = "00Dxx0000001gEREAY"  # the org the test CRM signs for (conftest.ORG)
 WEB_SECTION = '[web]\nsession_secret = "s"\nsalesforce_canvas_secret = "canvas-consumer-secret"\n'
 DESCRIBE = "/services/data/v{version}/sobjects/{sobject}/describe"
 
@@ -49,7 +50,7 @@ def test_clients_from_the_settings_act_on_the_sandbox_and_close(
     stack: Stack, sandbox_config: SandboxConfig, store: Store, clock: Clock, crm: Any
 ) -> None:
     path = sandbox_config(stack.sandbox, enable=("salesforce", "zoom"), extra=WEB_SECTION)
-    settings = load_settings(path, {})
+    settings = load_settings(path, {"CRM_MEETINGS_SALESFORCE__ORG_ID": ORG})
     clients = Clients.from_settings(settings)
     assert (clients.crms, clients.providers) == ({CrmKind.SALESFORCE}, ("zoom",))
     from starlette.testclient import TestClient
@@ -195,10 +196,11 @@ def test_web_serve_acts_through_the_configured_crm_and_stops_cleanly(
     upgrade(url)
     with Store(url) as store, store.transaction() as uow:
         _, key = create_api_key(
-            uow, "00Dserve", crm="salesforce", name="t", actor_email=stack.organizer, by="t"
+            uow, ORG, crm="salesforce", name="t", actor_email=stack.organizer, by="t"
         )
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_MEETINGS_")}
+    env["CRM_MEETINGS_SALESFORCE__ORG_ID"] = ORG
     server = subprocess.Popen(
         [str(SCRIPT), "--config", str(path), "web", "serve", "--port", str(port)],
         env=env,

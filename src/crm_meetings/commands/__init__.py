@@ -127,6 +127,7 @@ class DemoRun:
     workdir: Path
     store_url: str = ""
     system: DemoSystem | None = None  # the sandbox, SMTP sink and clients (crm_meetings.demo)
+    serve: bool = False  # keep the web pages served until Ctrl-C (``demo --serve``)
 
 
 #: a ``demo`` step: do one thing, return a one-line detail, raise if it failed

@@ -4,8 +4,10 @@
 migrated SQLite store in the scratch directory). They start the sandbox (Salesforce,
 HubSpot, Zoho, Zoom, GoTo over HTTPS on 127.0.0.1) and an SMTP sink, run a meeting's life
 on each CRM, a history sync, senders, a rotation, booking requests and the contact map,
-then stop everything. What happened is left in ``--out``: ``mail/NNN-<method>-<to>.eml``
-as the sink received it, ``ics/*.ics`` as offered for download, ``sync-report.json``.
+serve the panel and the admin page (checked with one GET each; ``--serve`` keeps them up
+until Ctrl-C), then stop everything. What happened is left in ``--out``:
+``mail/NNN-<method>-<to>.eml`` as the sink received it, ``ics/*.ics`` as offered for
+download, ``sync-report.json``.
 
 A step that fails stops the servers before its error reaches the report, so the demo
 never leaves anything running. The implementation modules are imported by the steps, so
@@ -184,6 +186,31 @@ def step_contacts(run: DemoRun, system: DemoSystem) -> str:
 
 
 @_with_system
+def step_web_pages(run: DemoRun, system: DemoSystem) -> str:
+    """The record-page panel and the admin page, served against the sandbox: each URL is
+    opened once with a real GET; with ``--serve`` they stay up until Ctrl-C."""
+    from crm_meetings.demo.web import serve, wait_for_interrupt
+
+    web = serve(system)
+    try:
+        sizes = web.check()
+        console.print(f"Web app on {web.base} (a Zoho sign-in stands in for the CRM):")
+        for page, url in web.urls.items():
+            console.print(f"  {page}: {url}")
+        if run.serve:
+            console.print("Serving until Ctrl-C (the sandbox and the SMTP sink stay up).")
+            wait_for_interrupt()
+    finally:
+        web.stop()
+    pages = ", ".join(f"{page} {web.urls[page]} (200, {n} bytes)" for page, n in sizes.items())
+    detail = f"served on {web.base} with the sandbox's orgs; Zoho record {web.record}: {pages}"
+    if run.serve:  # what was done on the pages: its mail goes to the sink like the rest
+        report, _ = system.deliver()
+        detail += f"; {len(report.sent)} message(s) queued from the pages delivered"
+    return detail
+
+
+@_with_system
 def step_stop(run: DemoRun, system: DemoSystem) -> str:
     """Stop the servers and close every client; nothing is left running."""
     calls = Counter(call.vendor for call in system.sandbox.calls.calls())
@@ -210,5 +237,6 @@ STEPS: list[Step] = [
     step_rotation,
     step_booking_requests,
     step_contacts,
+    step_web_pages,
     step_stop,
 ]

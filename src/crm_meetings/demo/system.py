@@ -9,6 +9,7 @@ stops everything, in reverse order, whatever was started.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,8 +27,11 @@ from crm_meetings.connectors.registry import build_connector
 from crm_meetings.demo.mailbox import MailSink
 from crm_meetings.errors import CrmMeetingsError, NotFoundError
 from crm_meetings.model import Person, RecordRef
+from crm_meetings.sandbox.hubspot.schema import PORTAL_ID
+from crm_meetings.sandbox.salesforce.emulator import ORG_ID as SALESFORCE_ORG
 from crm_meetings.sandbox.seed import SeedData, SeedSpec
 from crm_meetings.sandbox.server import Sandbox
+from crm_meetings.sandbox.zoho import ORG_ID as ZOHO_ORG
 from crm_meetings.store import Store
 
 if TYPE_CHECKING:
@@ -46,23 +50,38 @@ def _seed(now: datetime) -> SeedSpec:
     return SeedSpec(seed=2026, meetings=48, organizers=3, records=6, start=monday)
 
 
-def _settings_toml(sandbox: Sandbox, sink: MailSink, organizer: str) -> str:
-    """crm-meetings.toml for the sandbox: every CRM and provider enabled, mail to the sink."""
+def _settings_toml(sandbox: Sandbox, sink: MailSink, organizer: str, store_url: str) -> str:
+    """crm-meetings.toml for the sandbox: the demo's store, every CRM and provider enabled,
+    bound to the sandbox's orgs, mail to the sink, fresh web secrets."""
     ca = sandbox.ca_path
     crm_common = 'client_id = "sandbox-client"\nclient_secret = "sandbox-secret"\n'
     url = sandbox.url
+    web = "".join(
+        f'{key} = "{secrets.token_urlsafe(24)}"\n'
+        for key in (
+            "session_secret",
+            "salesforce_canvas_secret",
+            "hubspot_client_secret",
+            "zoho_widget_secret",
+        )
+    )
     return f"""
+[store]
+url = "{store_url}"
+
 [salesforce]
 enabled = true
 instance_url = "{url("salesforce")}"
 login_url = "{url("salesforce")}"
 {crm_common}refresh_token = "{sandbox.refresh_token("salesforce")}"
+org_id = "{SALESFORCE_ORG}"
 ca_bundle = "{ca}"
 
 [hubspot]
 enabled = true
 base_url = "{url("hubspot")}"
 {crm_common}refresh_token = "{sandbox.refresh_token("hubspot")}"
+portal_id = {PORTAL_ID}
 ca_bundle = "{ca}"
 
 [zoho]
@@ -70,8 +89,11 @@ enabled = true
 accounts_url = "{url("zoho")}"
 api_domain = "{url("zoho")}"
 {crm_common}refresh_token = "{sandbox.refresh_token("zoho")}"
+org_id = "{ZOHO_ORG}"
 ca_bundle = "{ca}"
 
+[web]
+{web}
 [zoom]
 enabled = true
 base_url = "{url("zoom")}"
@@ -203,7 +225,8 @@ def start(out: Path, workdir: Path, store_url: str) -> DemoSystem:
         stack.callback(sink.stop)
         assert sandbox.data is not None
         config = workdir / "crm-meetings.toml"
-        config.write_text(_settings_toml(sandbox, sink, sandbox.data.users[0].email), "utf-8")
+        organizer = sandbox.data.users[0].email
+        config.write_text(_settings_toml(sandbox, sink, organizer, store_url), "utf-8")
         settings = load_settings(config, env={})
         store = Store(store_url)
         stack.callback(store.dispose)

@@ -63,6 +63,7 @@ TOKENS_KEPT: Final = 10_000  # page tokens remembered (Zoho: valid 24 h); the ol
 COQL_IN_LIMIT: Final = 50
 DAILY_CREDITS: Final = 25_000
 _ID_BASE: Final = 5_725_767_000_000_000_000
+ORG_ID: Final = "5725767000000000001"  # GET /org -> org[0].id
 
 Json = dict[str, Any]
 
@@ -447,7 +448,7 @@ class ZohoEmulator:
 
     def _org(self, request: Request, _: Json) -> Response:
         org = {
-            "id": "5725767000000000001",
+            "id": ORG_ID,
             "company_name": "crm-meetings sandbox",
             "primary_email": self._store.users[0]["email"],
             "time_zone": "UTC",

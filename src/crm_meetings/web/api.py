@@ -62,6 +62,7 @@ def me(caller: Caller) -> MeOut:
         org_id=c.org_id,
         user_id=c.user_id,
         email=c.user_email,
+        profile=c.profile,
         record=str(c.record) if c.record else None,
         admin=caller.admin,
         via=caller.method.value,

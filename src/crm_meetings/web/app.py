@@ -29,6 +29,8 @@ from crm_meetings.store import Clock, Store
 from crm_meetings.store.repositories import utc_now
 from crm_meetings.web import actions_api, api, booking, contacts_api, pages
 from crm_meetings.web.deps import WebState
+from crm_meetings.web.orgs import OrgBinding
+from crm_meetings.web.replay import StoredReplayGuard
 from crm_meetings.web.security import Authenticator, SessionCodec
 from crm_meetings.web.services import WebServices
 
@@ -55,8 +57,9 @@ def create_app(
         store=store,
         clock=clock,
         sessions=sessions,
-        replay=services.replay,
+        replay=services.replay or StoredReplayGuard(store),
         admins=services.admins,
+        orgs=OrgBinding.from_settings(settings, services.connected),
     )
     templates = Jinja2Templates(
         env=jinja2.Environment(

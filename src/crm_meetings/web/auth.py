@@ -9,12 +9,14 @@
 - **Zoho CRM** widgets: Zoho has no signed-request scheme, so the widget asks a Deluge
   function, which holds the per-org secret, for a short-lived token in our own format:
   ``<base64url JSON claims>.<base64url HMAC-SHA256(secret, claims part)>`` with ``org``,
-  ``user``, ``email``, ``module``, ``record``, ``iat``, ``exp`` and a ``nonce``.
+  ``user``, ``email``, ``module``, ``record``, ``iat``, ``exp`` (at most five minutes
+  after ``iat``), a ``nonce`` and optionally the user's ``profile``.
 - **Server-to-server** API keys: random keys, stored as SHA-256 hashes, compared in
   constant time.
 
-Every verifier refuses stale requests, and a :class:`ReplayGuard` refuses a signature
-seen before within its freshness window.
+Every verifier refuses stale requests, and a :class:`ReplayCheck` refuses a signature
+seen before within its freshness window: :class:`ReplayGuard` in this process's memory,
+:class:`crm_meetings.web.replay.StoredReplayGuard` across every process on one store.
 """
 
 from __future__ import annotations
@@ -29,19 +31,22 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from crm_meetings.errors import UnauthenticatedError
 from crm_meetings.model import CrmKind, RecordRef, utc
 
 __all__ = [
     "FRESHNESS",
+    "REPLAYED",
     "CallerContext",
+    "ReplayCheck",
     "ReplayGuard",
     "generate_api_key",
     "hash_api_key",
     "hubspot_v3_signature",
     "sign_widget_token",
+    "signature_digest",
     "verify_api_key",
     "verify_canvas",
     "verify_hubspot_v3",
@@ -58,13 +63,20 @@ _HUBSPOT_DECODE: Final = {
 
 @dataclass(frozen=True, slots=True)
 class CallerContext:
-    """Who is calling, from which org, about which record — after verification."""
+    """Who is calling, from which org, about which record — after verification.
+
+    ``profile`` is the user's CRM profile as the signed request names it (Salesforce
+    ``user.profileId``, the Zoho token's ``profile`` claim, HubSpot's from
+    ``[web] hubspot_profiles``): the organisation addresses list the profiles that may
+    send from them.
+    """
 
     crm: CrmKind
     org_id: str
     user_id: str
     user_email: str | None
     record: RecordRef | None = None
+    profile: str | None = None
 
 
 def _refuse(message: str) -> UnauthenticatedError:
@@ -91,21 +103,38 @@ def _json(data: bytes) -> dict[str, Any]:
     return value
 
 
+class ReplayCheck(Protocol):
+    """Raises :class:`UnauthenticatedError` for a signature already used; otherwise
+    remembers it until ``until`` (when its verifier would refuse it as stale), or for the
+    guard's window when the signature never goes stale."""
+
+    def check(self, signature: str, now: datetime, until: datetime | None = None) -> None: ...
+
+
+def signature_digest(signature: str) -> str:
+    """What a replay guard keeps of a signature: its SHA-256, hex (64 characters)."""
+    return hashlib.sha256(signature.encode()).hexdigest()
+
+
+REPLAYED: Final = "This signed request was already used (possible replay)."
+
+
 class ReplayGuard:
-    """Remembers signatures for their freshness window and refuses a second use."""
+    """Remembers signatures in this process for their freshness window (one process only:
+    workers sharing a store use :class:`~crm_meetings.web.replay.StoredReplayGuard`)."""
 
     def __init__(self, window: timedelta = FRESHNESS) -> None:
         self._window = window
-        self._seen: dict[str, datetime] = {}
+        self._expiry: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
-    def check(self, signature: str, now: datetime) -> None:
-        key = hashlib.sha256(signature.encode()).hexdigest()
+    def check(self, signature: str, now: datetime, until: datetime | None = None) -> None:
+        key = signature_digest(signature)
         with self._lock:
-            self._seen = {k: t for k, t in self._seen.items() if now - t < self._window}
-            if key in self._seen:
-                raise _refuse("This signed request was already used (possible replay).")
-            self._seen[key] = now
+            self._expiry = {k: t for k, t in self._expiry.items() if t > now}
+            if key in self._expiry:
+                raise _refuse(REPLAYED)
+            self._expiry[key] = max(until or now, now + self._window)
 
 
 # --- Salesforce Canvas ----------------------------------------------------------------
@@ -117,7 +146,7 @@ def verify_canvas(
     *,
     now: datetime,
     max_age: timedelta = timedelta(minutes=15),
-    replay: ReplayGuard | None = None,
+    replay: ReplayCheck | None = None,
 ) -> tuple[CallerContext, Mapping[str, Any]]:
     """The caller and the full CanvasRequest, or UnauthenticatedError."""
     signature, dot, envelope = signed_request.strip().partition(".")
@@ -130,12 +159,14 @@ def verify_canvas(
     if request.get("algorithm", "HMACSHA256").upper() != "HMACSHA256":
         raise _refuse(f"Unsupported Canvas signing algorithm {request.get('algorithm')!r}.")
     issued = request.get("issuedAt")
+    stale_at = None
     if isinstance(issued, (int, float)):
         issued_at = datetime.fromtimestamp(issued / 1000 if issued > 1e11 else issued, UTC)
-        if utc(now) - issued_at > max_age:
+        stale_at = issued_at + max_age
+        if utc(now) > stale_at:
             raise _refuse("The Canvas signed request is too old.")
     if replay is not None:
-        replay.check(signature, utc(now))
+        replay.check(signature, utc(now), stale_at)
     context = request.get("context") or {}
     user = context.get("user") or {}
     org = context.get("organization") or {}
@@ -148,7 +179,10 @@ def verify_canvas(
     org_id = str(org.get("organizationId") or "")
     if not user_id or not org_id:
         raise _refuse("The Canvas signed request names no user or organization.")
-    caller = CallerContext(CrmKind.SALESFORCE, org_id, user_id, user.get("email"), record)
+    profile = user.get("profileId")
+    caller = CallerContext(
+        CrmKind.SALESFORCE, org_id, user_id, user.get("email"), record, profile and str(profile)
+    )
     return caller, request
 
 
@@ -178,7 +212,7 @@ def verify_hubspot_v3(
     body: bytes,
     headers: Mapping[str, str],
     now: datetime,
-    replay: ReplayGuard | None = None,
+    replay: ReplayCheck | None = None,
 ) -> None:
     """Raise UnauthenticatedError unless the request carries a fresh, valid v3 signature."""
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -196,7 +230,7 @@ def verify_hubspot_v3(
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise _refuse("The HubSpot request signature does not match the app secret.")
     if replay is not None:
-        replay.check(signature, utc(now))
+        replay.check(signature, utc(now), sent + FRESHNESS)
 
 
 # --- Zoho widget tokens ---------------------------------------------------------------
@@ -215,12 +249,14 @@ def sign_widget_token(
     module: str | None,
     record: str | None,
     now: datetime,
+    profile: str | None = None,
     ttl: timedelta = FRESHNESS,
     nonce_factory: Callable[[], str] = lambda: secrets.token_urlsafe(12),
 ) -> str:
-    """What the org's Deluge function returns to the widget (also used by tests)."""
+    """What the org's Deluge function returns to the widget (also used by tests and the
+    demo's sign-in link); ``profile`` is the user's Zoho profile name."""
     issued = int(utc(now).timestamp())
-    claims = {
+    claims: dict[str, object] = {
         "org": org,
         "user": user,
         "email": email,
@@ -230,6 +266,8 @@ def sign_widget_token(
         "exp": issued + int(ttl.total_seconds()),
         "nonce": nonce_factory(),
     }
+    if profile is not None:
+        claims["profile"] = profile
     body = _b64url(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
     return f"{body}.{_b64url(hmac.new(secret, body.encode(), hashlib.sha256).digest())}"
 
@@ -239,7 +277,7 @@ def verify_widget_token(
     secret_for_org: Callable[[str], bytes | None],
     *,
     now: datetime,
-    replay: ReplayGuard | None = None,
+    replay: ReplayCheck | None = None,
 ) -> CallerContext:
     """The caller of a Zoho widget request; the org's secret is looked up by its claim."""
     body, dot, mac = token.strip().partition(".")
@@ -257,13 +295,24 @@ def verify_widget_token(
         raise _refuse("The Zoho widget token has expired.")
     if not isinstance(claims.get("iat"), int) or claims["iat"] > instant + 60:
         raise _refuse("The Zoho widget token is issued in the future.")
+    if claims["exp"] - claims["iat"] > FRESHNESS.total_seconds():
+        raise _refuse(
+            "The Zoho widget token is valid for more than five minutes; the org's Deluge "
+            "function must set exp at most 300 seconds after iat."
+        )
     if replay is not None:
-        replay.check(mac, utc(now))
+        replay.check(mac, utc(now), datetime.fromtimestamp(claims["exp"], UTC))
     record = None
     if claims.get("module") and claims.get("record"):
         record = RecordRef(str(claims["module"]), str(claims["record"]))
+    profile = claims.get("profile")
     return CallerContext(
-        CrmKind.ZOHO, str(claims["org"]), str(claims.get("user", "")), claims.get("email"), record
+        CrmKind.ZOHO,
+        str(claims["org"]),
+        str(claims.get("user", "")),
+        claims.get("email"),
+        record,
+        str(profile) if profile else None,
     )
 
 

@@ -19,10 +19,9 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from crm_meetings.calendar.outbox import OutboxStatus
-from crm_meetings.errors import UnauthenticatedError
 from crm_meetings.model import Invitee, Meeting, MeetingStatus, Session
 from crm_meetings.web import api, data
-from crm_meetings.web.auth import CallerContext, verify_canvas
+from crm_meetings.web.auth import CallerContext
 from crm_meetings.web.deps import Caller, State, WebState, incoming
 from crm_meetings.web.schemas import OutboxOut, RunOut
 from crm_meetings.web.security import SESSION_COOKIE
@@ -56,19 +55,7 @@ def salesforce_canvas(
     page: Annotated[Page, Query()] = "panel",
 ) -> Response:
     """Salesforce POSTs the Canvas signed request here when the record page loads."""
-    secret = state.settings.web.salesforce_canvas_secret
-    if secret is None or not secret.get_secret_value():
-        raise UnauthenticatedError(
-            "The Salesforce Canvas consumer secret is not configured.",
-            hint="Set web.salesforce_canvas_secret to the connected app's consumer secret.",
-        )
-    caller, _ = verify_canvas(
-        signed_request,
-        secret.get_secret_value().encode(),
-        now=state.clock(),
-        replay=state.services.replay,
-    )
-    return _open_session(state, caller, page)
+    return _open_session(state, state.auth.canvas(signed_request), page)
 
 
 @router.api_route("/hubspot/panel", methods=["GET", "POST"])

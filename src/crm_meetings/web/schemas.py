@@ -55,6 +55,7 @@ class MeOut(_Out):
     org_id: str
     user_id: str
     email: str | None
+    profile: str | None
     record: str | None
     admin: bool
     via: str

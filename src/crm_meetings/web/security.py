@@ -10,7 +10,9 @@
    signed, HttpOnly, Secure, SameSite=None (the page lives in the CRM's iframe), expiring.
    Every state-changing request on a session must echo its CSRF token in ``X-CSRF-Token``.
 
-Signed proofs are checked for freshness and against a :class:`~crm_meetings.web.auth.ReplayGuard`.
+Signed proofs are checked for freshness and against a replay guard shared through the store
+(:class:`~crm_meetings.web.replay.StoredReplayGuard`); every caller must come from the org
+its CRM's connection serves (:class:`~crm_meetings.web.orgs.OrgBinding`, else 403).
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ from crm_meetings.model import CrmKind, Person, RecordRef, utc
 from crm_meetings.store import Clock, Store
 from crm_meetings.web.auth import (
     CallerContext,
-    ReplayGuard,
+    ReplayCheck,
     hash_api_key,
     verify_api_key,
+    verify_canvas,
     verify_hubspot_v3,
     verify_widget_token,
 )
+from crm_meetings.web.orgs import OrgBinding
 from crm_meetings.web.tables import ApiKeyRow
 
 __all__ = [
@@ -129,6 +133,7 @@ class SessionCodec:
             "org": caller.org_id,
             "user": caller.user_id,
             "email": caller.user_email,
+            "profile": caller.profile,
             "record": record,
             "admin": admin,
             "csrf": csrf,
@@ -153,6 +158,7 @@ class SessionCodec:
             str(payload["user"]),
             payload.get("email"),
             RecordRef(record[0], record[1]) if record else None,
+            payload.get("profile"),
         )
         return Principal(caller, AuthMethod.SESSION, bool(payload.get("admin")), payload["csrf"])
 
@@ -167,10 +173,12 @@ class Authenticator:
         store: Store,
         clock: Clock,
         sessions: SessionCodec,
-        replay: ReplayGuard,
+        replay: ReplayCheck,
         admins: Collection[str],
+        orgs: OrgBinding,
     ) -> None:
         self._web = web
+        self._orgs = orgs
         self._store = store
         self._clock = clock
         self.sessions = sessions
@@ -197,6 +205,7 @@ class Authenticator:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             principal = self.sessions.read(cookie)
+            self._orgs.check(principal.caller)  # issued before the org was bound
             if request.method.upper() not in SAFE_METHODS:
                 _check_csrf(principal, headers.get(CSRF_HEADER.lower()))
             return principal
@@ -206,6 +215,15 @@ class Authenticator:
         )
 
     # --- each proof -------------------------------------------------------------------
+
+    def canvas(self, signed_request: str) -> CallerContext:
+        """Verify a Salesforce Canvas signed request (the panel's POST)."""
+        secret = _secret(self._web.salesforce_canvas_secret, "Salesforce Canvas consumer secret")
+        caller, _ = verify_canvas(
+            signed_request, secret.encode(), now=self._clock(), replay=self.replay
+        )
+        self._orgs.check(caller)
+        return caller
 
     def hubspot(self, request: IncomingRequest) -> CallerContext:
         """Verify a HubSpot v3 signature over the URI HubSpot called."""
@@ -229,13 +247,27 @@ class Authenticator:
         record = None
         if query.get("associatedObjectType") and query.get("associatedObjectId"):
             record = RecordRef(query["associatedObjectType"], query["associatedObjectId"])
-        return CallerContext(CrmKind.HUBSPOT, portal, user, query.get("userEmail"), record)
+        email = query.get("userEmail")
+        caller = CallerContext(
+            CrmKind.HUBSPOT, portal, user, email, record, self._hubspot_profile(email)
+        )
+        self._orgs.check(caller)
+        return caller
+
+    def _hubspot_profile(self, email: str | None) -> str | None:
+        """HubSpot's signed URI names no role: ``[web] hubspot_profiles`` maps the user."""
+        if not email:
+            return None
+        profiles = {k.lower(): v for k, v in self._web.hubspot_profiles.items()}
+        return profiles.get(email.lower())
 
     def zoho(self, token: str) -> CallerContext:
         secret = _secret(self._web.zoho_widget_secret, "Zoho widget secret").encode()
-        return verify_widget_token(
+        caller = verify_widget_token(
             token, lambda _org: secret, now=self._clock(), replay=self.replay
         )
+        self._orgs.check(caller)
+        return caller
 
     def _api_key(self, key: str) -> Principal:
         digest = hash_api_key(key)
@@ -253,6 +285,7 @@ class Authenticator:
             caller = CallerContext(
                 CrmKind(row.crm), row.org_id, f"api-key:{row.id}", row.actor_email
             )
+        self._orgs.check(caller)
         return Principal(caller, AuthMethod.API_KEY, admin=True)
 
 

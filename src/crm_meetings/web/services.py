@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -12,8 +12,8 @@ from apscheduler.schedulers.base import BaseScheduler
 from crm_meetings.actions import ActionContext
 from crm_meetings.commands import Check
 from crm_meetings.connectors.base import RecordType
-from crm_meetings.model import Meeting, Session
-from crm_meetings.web.auth import CallerContext, ReplayGuard
+from crm_meetings.model import CrmKind, Meeting, Session
+from crm_meetings.web.auth import CallerContext, ReplayCheck
 
 if TYPE_CHECKING:
     from crm_meetings.web.security import Principal
@@ -46,7 +46,11 @@ class WebServices:
     context (connector, provider, sender) for a caller — without it the action endpoints
     answer 503 ``actions_unavailable``. ``sync_meeting`` may raise
     :class:`~crm_meetings.errors.NoSessionExistsError`; "sync my meetings" uses
-    ``sync_organizer`` when given, else ``sync_meeting`` per meeting.
+    ``sync_organizer`` when given, else ``sync_meeting`` per meeting. ``replay`` refuses
+    a signed request used before; by default the store's table, shared by every process
+    (:class:`~crm_meetings.web.replay.StoredReplayGuard`). ``connected`` are the CRMs this
+    deployment holds a connection to: their callers must come from the org it serves
+    (:class:`~crm_meetings.web.orgs.OrgBinding`).
     """
 
     scheduler: BaseScheduler | None = None
@@ -56,6 +60,7 @@ class WebServices:
     sync_meeting: SyncMeeting | None = None
     sync_organizer: SyncOrganizer | None = None
     action_context: ActionContextFactory | None = None
-    replay: ReplayGuard = field(default_factory=ReplayGuard)
+    replay: ReplayCheck | None = None
+    connected: frozenset[CrmKind] = frozenset()
     session_ttl: timedelta = timedelta(hours=1)
     nightly_func: str = "crm_meetings.sync.jobs:run_nightly"

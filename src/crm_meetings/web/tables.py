@@ -1,4 +1,4 @@
-"""The web layer's tables (store migration 0006): API keys and org preferences."""
+"""The web layer's tables: API keys (store migration 0006), used signatures (0007)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_meetings.store.tables import Base
 
-__all__ = ["ApiKeyRow"]
+__all__ = ["ApiKeyRow", "UsedSignatureRow"]
 
 
 class ApiKeyRow(Base):
@@ -29,3 +29,16 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class UsedSignatureRow(Base):
+    """A signed request already accepted: the SHA-256 of its signature, until it expires.
+
+    The primary key makes the first insert win: two processes given the same signature
+    accept it once (:class:`crm_meetings.web.replay.StoredReplayGuard`).
+    """
+
+    __tablename__ = "used_signatures"
+
+    digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -10,7 +10,9 @@ record types and "sync now" go through those clients::
         uvicorn.run(create_app(settings, store=store, services=services))
 
 A deployment holds one connection per CRM kind and per provider: every caller of a CRM
-kind acts through the same connection (see :func:`live_services` for the org caveat).
+kind acts through the same connection, so callers are bound to the org it serves
+(:class:`~crm_meetings.web.orgs.OrgBinding`, from ``[salesforce] org_id``, ``[hubspot]
+portal_id``, ``[zoho] org_id``).
 """
 
 from __future__ import annotations
@@ -91,13 +93,15 @@ def live_services(
 ) -> WebServices:
     """:class:`WebServices` whose actions, record types and sync use ``clients``.
 
-    Actions run in the caller's org, as the caller, on their CRM's connector and the
-    default provider, sending from :func:`settings_sender`. "Sync now" runs the history
-    engine on the meeting's own provider (a meeting never started answers 404
-    ``no_session_exists``); without that provider it shows the stored sessions.
+    Actions run in the caller's org, as the caller (with the CRM profile their signed
+    request named, so an organisation address that profile may use is the From), on their
+    CRM's connector and the default provider, else sending from :func:`settings_sender`.
+    "Sync now" runs the history engine on the meeting's own provider (a meeting never
+    started answers 404 ``no_session_exists``); without that provider it shows the
+    stored sessions.
 
-    Callers are scoped by the org id their CRM signed, but the connection is the one the
-    settings configure: serve one CRM org per deployment (the connected app's org).
+    Every connected CRM serves one org: ``connected`` makes the app refuse callers from
+    any other (403), see :class:`~crm_meetings.web.orgs.OrgBinding`.
     """
     sender = settings_sender(settings)
 
@@ -111,6 +115,7 @@ def live_services(
             clock=clock,
             org_id=caller.org_id,
             admins=admins,
+            profile=caller.caller.profile,
         )
 
     def engine(caller: CallerContext, provider: ConferencingProvider) -> HistorySync:
@@ -143,4 +148,5 @@ def live_services(
         sync_meeting=sync_meeting,
         sync_organizer=sync_organizer,
         action_context=action_context,
+        connected=clients.crms,
     )

@@ -52,6 +52,7 @@ __all__ = ["API_LIMIT", "COLLECTION_LIMIT", "SalesforceEmulator"]
 Row = dict[str, Any]
 
 API_LIMIT: Final = 15_000  # DailyApiRequests of a Developer Edition org
+ORG_ID: Final = "00D5g0000000001AAA"  # the org in the identity URL of every token
 COLLECTION_LIMIT: Final = 200
 MIN_VERSION: Final = 50.0
 UPDATED_WINDOW: Final = timedelta(days=30)
@@ -771,7 +772,7 @@ class SalesforceEmulator:
                 "signature": "sandbox",
                 "scope": scope,
                 "instance_url": base,
-                "id": f"{base}/id/00D5g0000000001AAA/{self.user_id}",
+                "id": f"{base}/id/{ORG_ID}/{self.user_id}",
                 "token_type": "Bearer",
                 "issued_at": str(int(self.now().timestamp() * 1000)),
             }

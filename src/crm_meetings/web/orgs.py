@@ -1,0 +1,108 @@
+"""Which CRM org each connection serves, and the refusal of signed callers from another.
+
+A deployment holds one connection per CRM kind (``[salesforce]``, ``[hubspot]``,
+``[zoho]``), each authorised by one org. A Canvas request, HubSpot card call or Zoho
+widget token from a second org is signed with the same app secret, so it would verify —
+and then act through the first org's credentials. :class:`OrgBinding` refuses it (403):
+the org a connection serves is configured (``[salesforce] org_id``, ``[hubspot]
+portal_id``, ``[zoho] org_id``); while a connected CRM's key is unset, every signed
+caller of that CRM is refused with a message naming the key. A CRM without a connection
+serves the store only (each org sees its own rows; actions answer 503), so its callers
+are not bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from crm_meetings.config import Settings
+from crm_meetings.connectors.base import CheckResult
+from crm_meetings.errors import PermissionDeniedError
+from crm_meetings.model import CrmKind
+from crm_meetings.web.auth import CallerContext
+
+__all__ = ["ORG_KEYS", "OrgBinding", "org_checks"]
+
+#: per CRM: the settings key holding its org id, and what the CRM calls an org
+ORG_KEYS: Final[Mapping[CrmKind, tuple[str, str]]] = {
+    CrmKind.SALESFORCE: ("org_id", "Salesforce org"),
+    CrmKind.HUBSPOT: ("portal_id", "HubSpot portal"),
+    CrmKind.ZOHO: ("org_id", "Zoho org"),
+}
+#: per CRM: the ``[web]`` secret its signed requests are checked with
+_WEB_SECRETS: Final[Mapping[CrmKind, str]] = {
+    CrmKind.SALESFORCE: "salesforce_canvas_secret",
+    CrmKind.HUBSPOT: "hubspot_client_secret",
+    CrmKind.ZOHO: "zoho_widget_secret",
+}
+
+
+def _same_org(crm: CrmKind, a: str, b: str) -> bool:
+    """Salesforce ids are 15 case-sensitive characters plus an optional 3-letter suffix."""
+    if crm is CrmKind.SALESFORCE:
+        return a[:15] == b[:15]
+    return a == b
+
+
+@dataclass(frozen=True, slots=True)
+class OrgBinding:
+    """The org of each configured CRM connection; ``connected`` are the CRMs with one."""
+
+    orgs: Mapping[CrmKind, str]
+    connected: frozenset[CrmKind]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, connected: Collection[CrmKind]) -> OrgBinding:
+        orgs = {}
+        for crm, (key, _) in ORG_KEYS.items():
+            value = getattr(getattr(settings, crm.value), key)
+            if value is not None:
+                orgs[crm] = str(value)
+        return cls(orgs, frozenset(connected))
+
+    def check(self, caller: CallerContext) -> None:
+        """Raise 403 unless this installation serves the caller's org on their CRM."""
+        key, what = ORG_KEYS[caller.crm]
+        served = self.orgs.get(caller.crm)
+        if served is None:
+            if caller.crm not in self.connected:
+                return
+            raise PermissionDeniedError(
+                f"This crm-meetings installation has a {caller.crm.value} connection but does "
+                f"not say which {what} it serves, so it refuses every {what}",
+                hint=f"Ask your crm-meetings admin to set [{caller.crm.value}] {key} to the "
+                f"{what} the connection was authorised in, then restart crm-meetings.",
+            )
+        if not _same_org(caller.crm, caller.org_id, served):
+            raise PermissionDeniedError(
+                f"This crm-meetings installation serves {what} {served}; your request comes "
+                f"from {what} {caller.org_id}",
+                hint="Ask your admin to install crm-meetings for your own org (one "
+                "installation per org), or open the panel from the org it serves.",
+            )
+
+
+def org_checks(settings: Settings) -> list[CheckResult] | None:
+    """``doctor`` lines: the org each enabled CRM serves on the web, or the key to set when
+    its pages are configured (``[web]`` secret) but the org id is not."""
+    binding = OrgBinding.from_settings(
+        settings, [crm for crm in ORG_KEYS if getattr(settings, crm.value).enabled]
+    )
+    results = []
+    for crm in sorted(binding.connected):
+        key, what = ORG_KEYS[crm]
+        name = f"web {crm.value} org"
+        if crm in binding.orgs:
+            results.append(CheckResult(name, True, f"serves {what} {binding.orgs[crm]}"))
+        elif getattr(settings.web, _WEB_SECRETS[crm]) is not None:
+            results.append(
+                CheckResult(
+                    name,
+                    False,
+                    f"[{crm.value}] {key} is not set: the web app refuses every {what}",
+                    f"Set [{crm.value}] {key} to the {what} the connection was authorised in.",
+                )
+            )
+    return results or None
