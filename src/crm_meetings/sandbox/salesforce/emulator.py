@@ -69,6 +69,35 @@ ROLLED_BACK: Final = Problem(
 _VERSION_PATH: Final = re.compile(r"^/services/data/v(\d+(?:\.\d+)?)(/|$)")
 
 
+#: restricted picklists the emulator enforces (object reference: EmailMessage.Status,
+#: EmailMessageRelation.RelationType); a missing value is REQUIRED_FIELD_MISSING
+_PICKLISTS: Final[dict[str, dict[str, frozenset[str]]]] = {
+    "EmailMessage": {"Status": frozenset("012345")},
+    "EmailMessageRelation": {
+        "RelationType": frozenset({"FromAddress", "ToAddress", "CcAddress", "BccAddress"})
+    },
+}
+
+
+def _picklist_problems(obj: str, merged: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    for name, allowed in _PICKLISTS[obj].items():
+        value = merged.get(name)
+        if value is None:
+            problems.append(
+                Problem("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", (name,))
+            )
+        elif value not in allowed:
+            problems.append(
+                Problem(
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{name}: bad value for restricted picklist field: {value}",
+                    (name,),
+                )
+            )
+    return problems
+
+
 class _Fail(Exception):
     """Answer the whole request with Salesforce's error list."""
 
@@ -390,6 +419,32 @@ class SalesforceEmulator:
                             (name,),
                         )
                     )
+        if obj.name in _PICKLISTS:
+            problems.extend(_picklist_problems(obj.name, merged))
+        if obj.name == "EmailMessageRelation":
+            twin = next(
+                (
+                    r
+                    for r in self.rows["EmailMessageRelation"].values()
+                    if (r["EmailMessageId"], r["RelationId"], r["RelationType"])
+                    == (
+                        merged.get("EmailMessageId"),
+                        merged.get("RelationId"),
+                        merged.get("RelationType"),
+                    )
+                    and (existing is None or r["Id"] != existing["Id"])
+                ),
+                None,
+            )
+            if twin is not None:
+                problems.append(
+                    Problem(
+                        "DUPLICATE_VALUE",
+                        f"duplicate value found: RelationId duplicates value on record with "
+                        f"id: {twin['Id']}",
+                        ("RelationId",),
+                    )
+                )
         if obj.name == "CRM_Meeting_Participant__c" and merged.get("Session__c") is None:
             problems.append(
                 Problem(
@@ -601,6 +656,8 @@ class SalesforceEmulator:
                 "deleted_events": sorted(self.deleted["Event"]),
                 "history_sessions": rows("CRM_Meeting_Session__c"),
                 "history_participants": rows("CRM_Meeting_Participant__c"),
+                "emails": rows("EmailMessage"),
+                "email_relations": rows("EmailMessageRelation"),
                 "api_usage": self.api_usage,
             }
 
