@@ -944,8 +944,9 @@ class ZohoEmulator:
             if not found:
                 raise reject("INVALID_DATA", "the related id given seems to be invalid", name)
             target = self._store.records[kind][str(parent["id"])]
+            module_id = str(_ID_BASE + 2000 + sorted(_MODULE_FIELDS).index(kind))
             return {
-                "module": {"api_name": kind},
+                "module": {"api_name": kind, "id": module_id},
                 "name": target.get(_NAME_FIELD[kind]),
                 "id": str(parent["id"]),
             }
