@@ -156,3 +156,23 @@ def test_a_crash_after_the_crm_wrote_does_not_log_twice(
     assert len(log_pending(store, connectors, clock.advance(minutes=15)).logged) == 1
     assert len(logged(rig)) == 1
     assert statuses(store) == ["logged"]
+
+
+def test_a_refused_email_fails_with_the_crms_reason_and_is_not_retried(
+    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp: tuple[SmtpConfig, _Sink]
+) -> None:
+    if rig.crm != "salesforce":
+        pytest.skip("needs removing a record from under the meeting: done on Salesforce only")
+    config, _ = smtp
+    connectors = {ctx.connector.crm: ctx.connector}
+    configure(store, ctx.org_id, ["rep"])
+    book(replace(ctx, profile="rep"), rig)
+    deliver_pending(store, config, clock())
+    rig.sandbox.emulator("salesforce").remove("Account", rig.related.record_id)
+    assert len(log_pending(store, connectors, clock()).failed) == 1
+    with store.transaction() as uow:
+        (row,) = uow.session.scalars(sa.select(MailLogRow))
+        assert row.status == "failed"
+        assert "INVALID_CROSS_REFERENCE_KEY" in (row.last_error or "")
+    assert log_pending(store, connectors, clock.advance(hours=3)).attempted == 0
+    assert logged(rig) == []
