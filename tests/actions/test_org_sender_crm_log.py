@@ -4,15 +4,12 @@ outbox delivered them: through the real connector, a real SMTP sink and the real
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
 from crm_meetings.actions import ActionContext, MeetingRequest, ScheduleRequest, cancel, schedule
 from crm_meetings.calendar.outbox import SmtpConfig, deliver_pending
@@ -21,6 +18,9 @@ from crm_meetings.sandbox.base import FaultPlan
 from crm_meetings.senders.crm_log import log_pending
 from crm_meetings.senders.tables import MailLogRow
 from crm_meetings.store import Store
+
+if TYPE_CHECKING:
+    from conftest import SmtpSink
 
 from . import test_org_sender as org_sender
 
@@ -36,29 +36,6 @@ LOGGED = {"salesforce": "emails", "hubspot": "emails", "zoho": "notes"}
 
 class Crash(Exception):
     """The logger dies between the CRM's answer and recording it."""
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(bytes(envelope.original_content or envelope.content))
-        return "250 2.0.0 Accepted"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpConfig, _Sink]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    sink = _Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=5), sink
-    finally:
-        controller.stop()
 
 
 def logged(rig: Any) -> list[dict[str, Any]]:
@@ -82,9 +59,9 @@ def statuses(store: Store) -> list[str]:
 
 
 def test_logged_once_after_delivery(
-    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp: tuple[SmtpConfig, _Sink]
+    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp_sink: tuple[SmtpConfig, SmtpSink]
 ) -> None:
-    config, sink = smtp
+    config, sink = smtp_sink
     connectors = {ctx.connector.crm: ctx.connector}
     configure(store, ctx.org_id, ["rep"])
     ctx = replace(ctx, profile="rep")
@@ -108,9 +85,9 @@ def test_logged_once_after_delivery(
 
 
 def test_mail_from_the_organizer_is_not_logged(
-    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp: tuple[SmtpConfig, _Sink]
+    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp_sink: tuple[SmtpConfig, SmtpSink]
 ) -> None:
-    config, _ = smtp
+    config, _ = smtp_sink
     configure(store, ctx.org_id, ["admin"])
     book(replace(ctx, profile="rep"), rig)  # rep may not use the address: the organizer sends
     deliver_pending(store, config, clock())
@@ -119,9 +96,9 @@ def test_mail_from_the_organizer_is_not_logged(
 
 
 def test_a_crm_outage_delays_the_log_not_the_mail(
-    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp: tuple[SmtpConfig, _Sink]
+    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp_sink: tuple[SmtpConfig, SmtpSink]
 ) -> None:
-    config, sink = smtp
+    config, sink = smtp_sink
     connectors = {ctx.connector.crm: ctx.connector}
     configure(store, ctx.org_id, ["rep"])
     book(replace(ctx, profile="rep"), rig)
@@ -137,9 +114,9 @@ def test_a_crm_outage_delays_the_log_not_the_mail(
 
 
 def test_a_crash_after_the_crm_wrote_does_not_log_twice(
-    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp: tuple[SmtpConfig, _Sink]
+    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp_sink: tuple[SmtpConfig, SmtpSink]
 ) -> None:
-    config, _ = smtp
+    config, _ = smtp_sink
     connectors = {ctx.connector.crm: ctx.connector}
     configure(store, ctx.org_id, ["rep"])
     book(replace(ctx, profile="rep"), rig)
@@ -159,11 +136,11 @@ def test_a_crash_after_the_crm_wrote_does_not_log_twice(
 
 
 def test_a_refused_email_fails_with_the_crms_reason_and_is_not_retried(
-    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp: tuple[SmtpConfig, _Sink]
+    ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp_sink: tuple[SmtpConfig, SmtpSink]
 ) -> None:
     if rig.crm != "salesforce":
         pytest.skip("needs removing a record from under the meeting: done on Salesforce only")
-    config, _ = smtp
+    config, _ = smtp_sink
     connectors = {ctx.connector.crm: ctx.connector}
     configure(store, ctx.org_id, ["rep"])
     book(replace(ctx, profile="rep"), rig)

@@ -391,25 +391,7 @@ class SalesforceEmulator:
                     )
                 )
         if obj.name == "EventRelation":
-            twin = next(
-                (
-                    r
-                    for r in self.rows["EventRelation"].values()
-                    if r["EventId"] == merged.get("EventId")
-                    and r["RelationId"] == merged.get("RelationId")
-                    and (existing is None or r["Id"] != existing["Id"])
-                ),
-                None,
-            )
-            if twin is not None:
-                problems.append(
-                    Problem(
-                        "DUPLICATE_VALUE",
-                        f"duplicate value found: RelationId duplicates value on record with "
-                        f"id: {twin['Id']}",
-                        ("RelationId",),
-                    )
-                )
+            problems += self._twin(obj.name, ("EventId", "RelationId"), merged, existing)
             for name in ("EventId", "RelationId"):
                 if merged.get(name) is None:
                     problems.append(
@@ -422,29 +404,8 @@ class SalesforceEmulator:
         if obj.name in _PICKLISTS:
             problems.extend(_picklist_problems(obj.name, merged))
         if obj.name == "EmailMessageRelation":
-            twin = next(
-                (
-                    r
-                    for r in self.rows["EmailMessageRelation"].values()
-                    if (r["EmailMessageId"], r["RelationId"], r["RelationType"])
-                    == (
-                        merged.get("EmailMessageId"),
-                        merged.get("RelationId"),
-                        merged.get("RelationType"),
-                    )
-                    and (existing is None or r["Id"] != existing["Id"])
-                ),
-                None,
-            )
-            if twin is not None:
-                problems.append(
-                    Problem(
-                        "DUPLICATE_VALUE",
-                        f"duplicate value found: RelationId duplicates value on record with "
-                        f"id: {twin['Id']}",
-                        ("RelationId",),
-                    )
-                )
+            keys = ("EmailMessageId", "RelationId", "RelationType")
+            problems += self._twin(obj.name, keys, merged, existing)
         if obj.name == "CRM_Meeting_Participant__c" and merged.get("Session__c") is None:
             problems.append(
                 Problem(
@@ -477,6 +438,22 @@ class SalesforceEmulator:
                     )
                 )
         return problems
+
+    def _twin(
+        self, obj: str, keys: tuple[str, ...], merged: Row, existing: Row | None
+    ) -> list[Problem]:
+        """DUPLICATE_VALUE when another relation row has the same ``keys`` values."""
+        wanted = tuple(merged.get(k) for k in keys)
+        for row in self.rows[obj].values():
+            if tuple(row.get(k) for k in keys) == wanted and (
+                existing is None or row["Id"] != existing["Id"]
+            ):
+                message = (
+                    "duplicate value found: RelationId duplicates value on record with id: "
+                    f"{row['Id']}"
+                )
+                return [Problem("DUPLICATE_VALUE", message, ("RelationId",))]
+        return []
 
     def _by_external_id(self, obj: str, name: str, value: str) -> Row | None:
         wanted = value.lower()
