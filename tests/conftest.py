@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,9 +22,11 @@ from typing import Any, NoReturn
 
 import pytest
 import sqlalchemy as sa
+from aiosmtpd.controller import Controller
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
+from crm_meetings.calendar.outbox import SmtpConfig
 from crm_meetings.model import (
     CrmKind,
     Invitee,
@@ -280,3 +283,29 @@ def sandbox_config(tmp_path: Path) -> SandboxConfig:
         return path
 
     return write
+
+
+@dataclass
+class SmtpSink:
+    """An aiosmtpd handler keeping every message it accepted, byte for byte."""
+
+    received: list[bytes] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(bytes(envelope.original_content or envelope.content))
+        return "250 2.0.0 Accepted"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[SmtpConfig, SmtpSink]]:
+    """A real SMTP server on loopback, and how to reach it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = SmtpSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=5), sink
+    finally:
+        controller.stop()

@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from icalendar import Calendar
 from typer.testing import CliRunner
 
+from crm_meetings.calendar.imip import Sender
+from crm_meetings.calendar.outbox_table import OutboxMessageRow
 from crm_meetings.commands.meeting import app
 from crm_meetings.routing.rotations import RotationRepository
 from crm_meetings.sandbox.salesforce import SalesforceEmulator
 from crm_meetings.sandbox.testing import SandboxFactory
+from crm_meetings.senders.store import DEFAULT_USE, SenderRepository, confirm_address
 from crm_meetings.store import DEFAULT_ORG_ID, Store, upgrade
 
 ACTOR = "rep0@sales.example.com"  # a seed user: Zoom hosts meetings for them
@@ -150,3 +154,57 @@ def test_schedule_through_a_rotation_picks_the_host_and_cancel_gives_the_count_b
     with Store(store_url) as store, store.transaction() as uow:
         rotation = uow.repository(RotationRepository).get("Inbound", org_id=DEFAULT_ORG_ID)
     assert rotation.member(ACTOR).count == 0
+
+
+def _org_address(store_url: str, profiles: list[str]) -> None:
+    """sales@acme.example, confirmed, the org's invitation address for ``profiles``."""
+    with Store(store_url) as store:
+        with store.transaction() as uow:
+            address = uow.repository(SenderRepository).add(
+                DEFAULT_ORG_ID, "sales@acme.example", "Acme Sales", profiles,
+                mail_from=Sender("no-reply@acme.example"), code_factory=lambda: "ABCD2345",
+            )  # fmt: skip
+        confirm_address(store, DEFAULT_ORG_ID, address.id, "ABCD2345")
+        with store.transaction() as uow:
+            uow.repository(SenderRepository).set_use(DEFAULT_ORG_ID, *DEFAULT_USE, address.id)
+
+
+def _senders_of(store_url: str, recipient: str) -> list[str]:
+    with Store(store_url) as store, store.transaction() as uow:
+        query = sa.select(OutboxMessageRow.sender).where(OutboxMessageRow.recipient == recipient)
+        return list(uow.session.scalars(query.order_by(OutboxMessageRow.id)))
+
+
+SCHEDULE = ("schedule", "--subject=Org mail", "--start=2031-05-06T10:00",
+            "--end=2031-05-06T11:00", "--invitee=zed@client.example")  # fmt: skip
+
+
+def test_profile_sends_from_the_org_address_it_may_use(
+    config: tuple[Path, str], store_url: str
+) -> None:
+    path, account = config
+    _org_address(store_url, ["rep"])
+    scheduled = as_json(path, *SCHEDULE, f"--related=Account:{account}", "--profile=rep")
+    record = scheduled["meeting"]["crm_record_id"]
+    as_json(path, "cancel", record, "--profile=admin")  # not allowed: the organizer sends
+    assert _senders_of(store_url, "zed@client.example") == ["sales@acme.example", ACTOR]
+
+
+def test_an_explicit_sender_the_profile_may_not_use_is_refused(
+    config: tuple[Path, str], store_url: str
+) -> None:
+    path, account = config
+    _org_address(store_url, ["admin"])
+    env = {"CRM_MEETINGS_CONFIG": str(path), "CRM_MEETINGS_ACTOR": ACTOR}
+    args = [*SCHEDULE, f"--related=Account:{account}", "--crm", "salesforce"]
+    asked = [*args, "--profile=rep", "--sender=sales@acme.example"]
+    refused = CliRunner().invoke(app, asked, env=env)
+    assert refused.exit_code == 1
+    assert "'rep' profile may not send from sales@acme.example" in str(refused.exception)
+    no_profile = CliRunner().invoke(app, [*args, "--sender=sales@acme.example"], env=env)
+    assert no_profile.exit_code == 1
+    assert "needs --profile" in str(no_profile.exception)
+    assert _senders_of(store_url, "zed@client.example") == []  # nothing was queued
+    run(path, *SCHEDULE, f"--related=Account:{account}", "--profile=admin",
+        "--sender=sales@acme.example")  # fmt: skip
+    assert _senders_of(store_url, "zed@client.example") == ["sales@acme.example"]

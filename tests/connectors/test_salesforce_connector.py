@@ -10,6 +10,7 @@ server's shutdown).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
@@ -21,9 +22,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from crm_meetings.config import SalesforceSettings
+from crm_meetings.connectors.base import SentEmail
 from crm_meetings.connectors.salesforce import SalesforceConnector
 from crm_meetings.errors import RefreshFailedError
-from crm_meetings.model import CrmKind, Meeting, Person, RecordRef, new_meeting
+from crm_meetings.model import CrmKind, Invitee, Meeting, Person, RecordRef, new_meeting
 from crm_meetings.sandbox.base import FaultKind, FaultPlan
 from crm_meetings.sandbox.salesforce import SalesforceEmulator
 from crm_meetings.sandbox.seed import SeedSpec
@@ -478,3 +480,29 @@ def test_from_settings_uses_the_refresh_token_otherwise(sandbox: Sandbox) -> Non
         assert connector.get(event).crm_record_id == event
     finally:
         connector.close()
+
+
+def test_logged_email_relates_to_contacts_and_a_replay_completes_them(
+    connector: SalesforceConnector, sandbox: Sandbox
+) -> None:
+    box = emulator(sandbox)
+    contact, _ = box.insert("Contact", {"LastName": "Zed", "Email": "zed@client.example"})
+    assert contact is not None
+    zed = Invitee("zed@client.example", "Zed", crm_relation=RecordRef("Contact", contact))
+    on_account = meeting(account(sandbox), invitees=(zed, Invitee("amy@client.example")))
+    sent = SentEmail(
+        key="k-relations", message_id="<imip.1@acme.example>", meeting=on_account,
+        sender=Person("sales@acme.example", "Acme Sales"),
+        recipients=("zed@client.example", "amy@client.example"), subject="Invitation: Demo",
+        text="Hello", html="<p>Hello</p>", sent_at=START,
+    )  # fmt: skip
+    (first,) = connector.log_emails([sent])
+    assert first.ok
+    assert first.record_id
+    relations = sandbox.state(VENDOR)["email_relations"]
+    assert [(r["RelationId"], r["RelationType"]) for r in relations] == [(contact, "ToAddress")]
+    box.remove("EmailMessageRelation", relations[0]["Id"])  # the first attempt stopped there
+    (again,) = connector.log_emails([replace(sent, maybe_logged=True)])
+    assert (again.ok, again.record_id) == (True, first.record_id)
+    assert len(sandbox.state(VENDOR)["emails"]) == 1
+    assert [r["RelationId"] for r in sandbox.state(VENDOR)["email_relations"]] == [contact]

@@ -37,3 +37,10 @@ def related_record(sandbox: Sandbox) -> RecordRef:
         if link[2] == "companies"
     ]
     return RecordRef("Company", companies[0])
+
+
+def logged_emails(sandbox: Sandbox) -> list[tuple[str, str]]:
+    """(subject, company it is associated with) of every emails engagement."""
+    state = sandbox.emulator(VENDOR).state()
+    company = {link[1]: link[3] for link in state["email_associations"] if link[2] == "companies"}
+    return sorted((e["properties"]["hs_email_subject"], company[e["id"]]) for e in state["emails"])

@@ -51,3 +51,9 @@ def related_record(sandbox: Sandbox) -> RecordRef:
     emulator = sandbox.emulator(VENDOR)
     assert isinstance(emulator, SalesforceEmulator)
     return RecordRef("Account", emulator.seed_ids["record-0"])
+
+
+def logged_emails(sandbox: Sandbox) -> list[tuple[str, str]]:
+    """(subject, record it is logged on) of every EmailMessage."""
+    rows = sandbox.emulator(VENDOR).state()["emails"]
+    return sorted((r["Subject"], r["RelatedToId"]) for r in rows)

@@ -32,3 +32,9 @@ def make_connector(sandbox: Sandbox) -> Connector:
 def related_record(sandbox: Sandbox) -> RecordRef:
     account = sandbox.emulator(VENDOR).records("Accounts")[0]  # type: ignore[attr-defined]
     return RecordRef("Accounts", account["id"])
+
+
+def logged_emails(sandbox: Sandbox) -> list[tuple[str, str]]:
+    """(title, parent record) of every note."""
+    notes = sandbox.emulator(VENDOR).state()["notes"]  # type: ignore[attr-defined]
+    return sorted((n["Note_Title"], n["Parent_Id"]["id"]) for n in notes)

@@ -4,13 +4,15 @@ Each CRM contributes one ``harness_<vendor>.py`` beside this file, exposing:
 
 - ``VENDOR``: the sandbox vendor name;
 - ``make_connector(sandbox) -> Connector``: the connector, talking HTTPS to the sandbox;
-- ``related_record(sandbox) -> RecordRef``: a seeded record meetings can relate to.
+- ``related_record(sandbox) -> RecordRef``: a seeded record meetings can relate to;
+- ``logged_emails(sandbox) -> list[(subject, record id)]``: the e-mails logged, and where.
 
 A new connector passes by implementing the protocol and adding its harness.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from crm_meetings.connectors.base import Connector, HistoryItem
+from crm_meetings.connectors.base import Connector, HistoryItem, SentEmail
 from crm_meetings.errors import NotFoundError, RemoteError
 from crm_meetings.model import (
     CrmKind,
@@ -63,6 +65,7 @@ class Rig:
     """One connector on a fresh sandbox, plus helpers to build meetings for it."""
 
     def __init__(self, harness: ModuleType, sandbox: Sandbox) -> None:
+        self.harness = harness
         self.vendor: str = harness.VENDOR
         self.sandbox = sandbox
         self.connector: Connector = harness.make_connector(sandbox)
@@ -235,3 +238,61 @@ def test_record_types_and_check(rig: Rig) -> None:
     checks = rig.connector.check()
     assert checks, "doctor needs at least one check"
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+def _sent(meeting: Meeting, n: int, **fields: Any) -> SentEmail:
+    values: dict[str, Any] = {
+        "key": f"mail-key-{n}",
+        "message_id": f"<imip.{n}@acme.example>",
+        "meeting": meeting,
+        "sender": Person("sales@acme.example", "Acme Sales"),
+        "recipients": ("ann@client.example",),
+        "subject": f"Invitation: {meeting.subject} #{n}",
+        "text": "Rep Zero invited you to a meeting.",
+        "html": "<p>Rep Zero invited you to a meeting.</p>",
+        "sent_at": START - timedelta(hours=1),
+    }
+    values.update(fields)
+    return SentEmail(**values)
+
+
+def test_sent_emails_are_logged_once_on_the_meetings_record(rig: Rig) -> None:
+    created = rig.connector.create(rig.meeting())
+    emails = [_sent(created, n) for n in range(3)]
+    results = rig.connector.log_emails(emails)
+    assert [r.key for r in results] == [e.key for e in emails]
+    assert all(r.ok for r in results), [r.error for r in results]
+    expected = sorted((e.subject, rig.record.record_id) for e in emails)
+    assert rig.harness.logged_emails(rig.sandbox) == expected
+
+    # after a crash the same e-mails come again, flagged: nothing is logged twice
+    replay = [dataclasses.replace(e, maybe_logged=True) for e in emails]
+    assert all(r.ok for r in rig.connector.log_emails(replay))
+    # ... and unflagged (the answer was lost): the CRM's unique key, where it has one
+    if rig.vendor != "zoho":  # Zoho notes have no unique field: only a flagged replay is safe
+        assert all(r.ok for r in rig.connector.log_emails(emails))
+    assert rig.harness.logged_emails(rig.sandbox) == expected
+
+
+@pytest.mark.parametrize("size", [1, "limit+1"])
+def test_logging_emails_uses_the_fewest_calls(rig: Rig, size: int | str) -> None:
+    created = rig.connector.create(rig.meeting(invitees=()))
+    limit = rig.connector.batch_limit
+    n = limit + 1 if size == "limit+1" else 1
+    emails = [_sent(created, i, recipients=("bob@client.example",)) for i in range(n)]
+    before = rig.calls()
+    results = rig.connector.log_emails(emails)
+    made = rig.calls() - before
+    assert all(r.ok for r in results)
+    assert len(rig.harness.logged_emails(rig.sandbox)) == n
+    assert made == math.ceil(n / limit), f"{made} calls for {n} e-mails (limit {limit})"
+
+
+def test_an_email_the_crm_refuses_is_reported_per_email(rig: Rig) -> None:
+    created = rig.connector.create(rig.meeting())
+    gone = dataclasses.replace(created, related=(RecordRef(rig.record.object_type, "999"),))
+    if rig.vendor == "salesforce":
+        gone = dataclasses.replace(created, related=(RecordRef("Account", "001000000000999AAA"),))
+    results = rig.connector.log_emails([_sent(created, 1), _sent(gone, 2)])
+    assert [r.ok for r in results] == [True, False]
+    assert results[1].error is not None

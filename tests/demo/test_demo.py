@@ -193,6 +193,8 @@ def test_rotation_invitations_come_from_the_confirmed_org_address(demo: Demo) ->
     demos = [m for p in demo.mail() if "Product demo" in str((m := parse(p))["Subject"])]
     assert len(demos) == 5
     assert all(ORG_ADDRESS in str(m["From"]) for m in demos)
+    rotation = next(s["detail"] for s in demo.report["steps"] if s["step"] == "rotation")
+    assert f"sent from {ORG_ADDRESS}, 5 logged on the" in rotation
     detail = next(s["detail"] for s in demo.report["steps"] if s["step"] == "booking requests")
     assert "accepted" in detail
     assert "pending" in detail

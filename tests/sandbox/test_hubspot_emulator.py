@@ -163,3 +163,27 @@ def test_rate_limit_fault_in_hubspot_format(client: httpx.Client, box: Sandbox) 
     assert set(answer.json()) >= set(documented) - {"requestId"}
     assert answer.json()["policyName"] == "TEN_SECONDLY_ROLLING"
     assert client.get(MEETINGS).status_code == 200
+
+
+def test_documented_email_create_replays(client: httpx.Client) -> None:
+    recorded = _recording("email_create_with_associations.json")
+    body = json.loads(json.dumps(recorded["request"]["body"]))
+    del body["properties"]["hubspot_owner_id"]  # the owner of HubSpot's example portal
+    deal = client.get("/crm/v3/objects/deals", params={"limit": 1}).json()["results"][0]["id"]
+    contact = _contact_ids(client, 1)[0]
+    body["associations"][0]["to"]["id"] = deal
+    body["associations"][1]["to"]["id"] = contact
+    answer = client.post(recorded["request"]["path"], json=body)
+    assert answer.status_code == 201
+    assert set(recorded["response"]["body"]) <= set(answer.json())
+    assert answer.json()["properties"]["hs_email_status"] == "SENT"
+    read = client.get(
+        f"/crm/v3/objects/emails/{answer.json()['id']}", params={"associations": "contacts,deals"}
+    ).json()
+    assert [r["id"] for r in read["associations"]["deals"]["results"]] == [deal]
+    assert [r["id"] for r in read["associations"]["contacts"]["results"]] == [contact]
+    undated = dict(body["properties"])
+    del undated["hs_timestamp"]
+    refused = client.post("/crm/v3/objects/emails", json={"properties": undated})
+    assert refused.status_code == 400
+    assert "hs_timestamp" in refused.text

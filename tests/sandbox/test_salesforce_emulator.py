@@ -246,3 +246,31 @@ def test_describe_lists_the_history_objects_fields(client: httpx.Client) -> None
     event_types = client.get(f"{API}/sobjects/Event/describe").json()["recordTypeInfos"]
     assert [t["name"] for t in event_types] == ["Customer Meeting", "Internal Meeting", "Master"]
     assert client.get(f"{API}/sobjects/Nope__c/describe").status_code == 404
+
+
+def test_documented_email_message_logs_once_with_its_relation(
+    box: Sandbox, client: httpx.Client
+) -> None:
+    documented = recording("email_message_create")
+    account = emulator(box).seed_ids["record-0"]
+    body = json.loads(json.dumps(documented["request"]["body"]).replace("{account}", account))
+    created = client.post(f"{API}/composite/sobjects", json=body)
+    assert shape(created.json()) == shape(documented["response"]["body"])
+    email_id = created.json()[0]["id"]
+    assert email_id.startswith("02s")
+    contact = client.post(f"{API}/sobjects/Contact", json={"LastName": "Zed"}).json()["id"]
+    relation = {**documented["relation"]["request"], "EmailMessageId": email_id}
+    relation["RelationId"] = contact
+    linked = client.post(f"{API}/composite/sobjects", json={"records": [relation, relation]})
+    assert [r["success"] for r in linked.json()] == [True, False]
+    assert linked.json()[1]["errors"][0]["statusCode"] == "DUPLICATE_VALUE"
+    again = client.post(f"{API}/composite/sobjects", json=body).json()[0]["errors"][0]
+    assert again["statusCode"] == "DUPLICATE_VALUE"
+    assert email_id in again["message"]
+    body["records"][0] |= {"Status": "9", "Mail_Key__c": "other"}
+    bad = client.post(f"{API}/composite/sobjects", json=body).json()[0]["errors"][0]
+    assert (bad["statusCode"], bad["fields"]) == (
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+        ["Status"],
+    )
+    assert len(box.state("salesforce")["emails"]) == 1

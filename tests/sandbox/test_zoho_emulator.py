@@ -187,3 +187,27 @@ def test_injected_faults_speak_zoho(zoho: tuple[Sandbox, httpx.Client]) -> None:
     assert limited.headers["X-RATELIMIT-RESET"] == "2"
     box.faults.set("zoho", FaultPlan(fail_next=1, fail_kind=FaultKind.SERVER_ERROR))
     assert client.get("/crm/v8/org").json()["code"] == "INTERNAL_ERROR"
+
+
+def test_documented_notes_create_and_read_back(zoho: tuple[Sandbox, httpx.Client]) -> None:
+    box, client = zoho
+    recorded = json.loads((RECORDINGS / "notes_create_201.json").read_text())
+    account = box.emulator("zoho").records("Accounts")[0]["id"]  # type: ignore[attr-defined]
+    body = json.loads(json.dumps(recorded["request"]["body"]))
+    body["data"][0]["Parent_Id"] = {"module": {"api_name": "Accounts"}, "id": account}
+    created = client.post("/crm/v8/Notes", json=body)
+    assert created.status_code == 201
+    assert shape(created.json()) == shape(recorded["response"]["body"])
+    listed = client.get(f"/crm/v8/Accounts/{account}/Notes", params={"fields": "Note_Content"})
+    documented = json.loads((RECORDINGS / "notes_get_200.json").read_text())["response"]["body"]
+    assert set(documented["info"]) <= set(listed.json()["info"])
+    (note,) = listed.json()["data"]
+    assert note["Note_Content"] == "Need to do further tracking"
+    full = client.get(f"/crm/v8/Accounts/{account}/Notes").json()["data"][0]["Parent_Id"]
+    assert shape(full) == shape(documented["data"][0]["Parent_Id"])
+    orphan = {"data": [{**body["data"][0], "Parent_Id": {"module": {"api_name": "Accounts"},
+                                                         "id": "1"}}]}  # fmt: skip
+    refused = client.post("/crm/v8/Notes", json=orphan).json()["data"][0]
+    assert (refused["code"], refused["details"]["api_name"]) == ("INVALID_DATA", "Parent_Id")
+    other = box.emulator("zoho").records("Accounts")[1]["id"]  # type: ignore[attr-defined]
+    assert client.get(f"/crm/v8/Accounts/{other}/Notes").status_code == 204

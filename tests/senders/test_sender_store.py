@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from crm_meetings.calendar.imip import Sender
 from crm_meetings.calendar.outbox import Outbox, SmtpConfig, deliver_pending
@@ -25,6 +21,9 @@ from crm_meetings.errors import (
 from crm_meetings.senders.addresses import CODE_VALIDITY, MAX_ADDRESSES, MAX_ATTEMPTS
 from crm_meetings.senders.store import SenderRepository, code_in, confirm_address, sender_for
 from crm_meetings.store import Store, upgrade
+
+if TYPE_CHECKING:
+    from conftest import SmtpSink
 
 ORG = "acme"
 SYSTEM = Sender("no-reply@acme.example", "Acme Meetings")
@@ -184,33 +183,10 @@ def test_sender_for_enforces_confirmation_and_profiles(store: Store) -> None:
 # --- end to end through a real SMTP server ------------------------------------------------
 
 
-@dataclass
-class Sink:
-    received: list[bytes] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(bytes(envelope.original_content or envelope.content))
-        return "250 2.0.0 Accepted"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpConfig, Sink]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    sink = Sink()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=5), sink
-    finally:
-        controller.stop()
-
-
 def test_confirmation_end_to_end_through_smtp(
-    store: Store, clock: Any, smtp: tuple[SmtpConfig, Sink]
+    store: Store, clock: Any, smtp_sink: tuple[SmtpConfig, SmtpSink]
 ) -> None:
-    config, sink = smtp
+    config, sink = smtp_sink
     with store.transaction() as uow:
         address = uow.repository(SenderRepository).add(
             ORG, "sales@acme.example", "Sales Team", ["rep"], mail_from=SYSTEM

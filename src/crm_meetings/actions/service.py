@@ -48,6 +48,7 @@ from crm_meetings.routing.rotations import (
     RotationRepository,
     explanation_to_json,
 )
+from crm_meetings.senders.crm_log import queue_logging
 from crm_meetings.store import UnitOfWork
 
 __all__ = [
@@ -612,14 +613,14 @@ def _commit(
     else:
         meeting = uow.meetings.save(progress.new, expected_version=old.version)
         plan = plan_edit(old, meeting, diff(old, meeting))
+    sender = ctx.sender_for(meeting, uow)
     mails = compose(
-        meeting,
-        plan,
-        sender=ctx.sender_for(meeting, uow),
-        now=ctx.clock(),
-        dial_in=ledger.dial_in(meeting.id),
+        meeting, plan, sender=sender, now=ctx.clock(), dial_in=ledger.dial_in(meeting.id)
     )
     messages = tuple(QueuedMessage.of(mail, new=Outbox.enqueue(uow, mail)) for mail in mails)
+    if sender.address != meeting.organizer.email:  # the CRM does not capture this mailbox
+        new = [mail for mail, message in zip(mails, messages, strict=True) if message.new]
+        queue_logging(uow, meeting, new, org_id=ctx.org_id)
     done = (*progress.done, "store.add" if old is None else "store.save")
     booking = _count_in_rotation(uow, kind, progress, meeting, ctx.clock())
     ctx.hook(kind, "store.rotation")  # inside the transaction: a crash here commits nothing

@@ -3,6 +3,10 @@
 ``schedule``, ``edit``, ``cancel`` and ``delete`` change a meeting; ``show``,
 ``invitation`` and ``ics`` read one. Each names the CRM (``--crm``) and the acting user
 (``--as``, or ``CRM_MEETINGS_ACTOR``); a meeting is named by its CRM record id or our id.
+``--profile`` (or ``CRM_MEETINGS_PROFILE``) is the acting user's profile: invitations go
+out from the organisation address that profile may use (``senders use invitations
+default``), else from the organizer. ``--sender ADDRESS`` asks for one organisation address:
+when the profile may not send from it, the command stops with the reason instead.
 The connector and the conferencing provider are built from the settings (``--provider``:
 the first enabled of ``[zoom]`` and ``[goto]`` unless told). A mutating command prints
 its idempotency key: repeat the command with ``--key KEY`` to finish or replay it.
@@ -42,6 +46,7 @@ from crm_meetings.actions import (
     share,
 )
 from crm_meetings.actions.codec import meeting_to_json
+from crm_meetings.calendar.imip import Sender
 from crm_meetings.commands import console, run_app, settings, store_url
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.conferencing.factory import from_settings
@@ -50,7 +55,8 @@ from crm_meetings.connectors.registry import build_connector
 from crm_meetings.errors import ConfigurationError, ValidationError
 from crm_meetings.model import Invitee, Meeting, Person, RecordRef
 from crm_meetings.routing.rotations import explanation_from_json
-from crm_meetings.store import Store
+from crm_meetings.senders.store import sender_for
+from crm_meetings.store import DEFAULT_ORG_ID, Store
 
 __all__ = ["app"]
 
@@ -74,6 +80,21 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Invitees = Annotated[
     list[str] | None,
     typer.Option("--invitee", help='An invitee, "Name <email>" or email (repeat).'),
+]
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        envvar="CRM_MEETINGS_PROFILE",
+        help="Your profile (role): send from the org address it may use.",
+    ),
+]
+SenderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sender",
+        help="Send from this organisation address (needs --profile; refused if not allowed).",
+    ),
 ]
 When = Annotated[
     str | None,
@@ -101,14 +122,33 @@ def _provider(loaded: Settings, name: str | None) -> ConferencingProvider | None
     return from_settings(section)
 
 
+def _chosen_sender(store: Store, profile: str | None, address: str | None) -> Sender | None:
+    """The organisation address asked for with ``--sender``, checked against ``profile``."""
+    if address is None:
+        return None
+    if profile is None:
+        raise ValidationError(
+            "sender", "needs --profile: which profile you send as decides what you may use"
+        )
+    with store.transaction() as uow:
+        return sender_for(uow, DEFAULT_ORG_ID, profile, address)
+
+
 @contextmanager
 def _context(
-    ctx: typer.Context, crm: str, actor: str, provider: str | None = "none"
+    ctx: typer.Context,
+    crm: str,
+    actor: str,
+    provider: str | None = "none",
+    *,
+    profile: str | None = None,
+    sender: str | None = None,
 ) -> Iterator[ActionContext]:
     """The action context the settings describe; every client is closed afterwards."""
     loaded = settings(ctx)
     with ExitStack() as stack:
         store = stack.enter_context(Store(store_url(loaded)))
+        chosen = _chosen_sender(store, profile, sender)
         connector = build_connector(crm, loaded)
         stack.callback(connector.close)
         conferencing = _provider(loaded, provider)
@@ -119,6 +159,8 @@ def _context(
             connector=connector,
             provider=conferencing,
             actor=Person(actor),
+            profile=None if chosen is not None else profile,
+            sender=chosen,
         )
 
 
@@ -250,6 +292,8 @@ def schedule_command(
         typer.Option(help="Book through this rotation (id or name): it picks the host and counts."),
     ] = None,
     provider: Provider = None,
+    profile: Profile = None,
+    sender: SenderOption = None,
     key: Key = None,
     as_json: Json = False,
 ) -> None:
@@ -268,7 +312,7 @@ def schedule_command(
         organizer=Person(organizer) if organizer else None,
         rotation=rotation,
     )
-    with _context(ctx, crm, actor, provider) as context:
+    with _context(ctx, crm, actor, provider, profile=profile, sender=sender) as context:
         _report(schedule(context, request), as_json, chosen)
 
 
@@ -291,12 +335,14 @@ def edit_command(
         typer.Option("--invitee", help="The whole new invitee list (repeat)."),
     ] = None,
     provider: Provider = None,
+    profile: Profile = None,
+    sender: SenderOption = None,
     key: Key = None,
     as_json: Json = False,
 ) -> None:
     """Save and send update: the provider and the CRM get the change, invitees the mail."""
     chosen = _key(key)
-    with _context(ctx, crm, actor, provider) as context:
+    with _context(ctx, crm, actor, provider, profile=profile, sender=sender) as context:
         zone = timezone or find_meeting(context, meeting).timezone
         request = EditRequest(
             idempotency_key=chosen,
@@ -320,11 +366,13 @@ def cancel_command(
     crm: Crm,
     actor: Actor,
     provider: Provider = None,
+    profile: Profile = None,
+    sender: SenderOption = None,
     key: Key = None,
     as_json: Json = False,
 ) -> None:
     """Cancel: the CRM record stays (cancelled); every invitee gets a CANCEL."""
-    _act_on(cancel, ctx, meeting, crm, actor, provider, key, as_json)
+    _act_on(cancel, ctx, meeting, crm, actor, provider, key, as_json, (profile, sender))
 
 
 @app.command("delete")
@@ -334,11 +382,13 @@ def delete_command(
     crm: Crm,
     actor: Actor,
     provider: Provider = None,
+    profile: Profile = None,
+    sender: SenderOption = None,
     key: Key = None,
     as_json: Json = False,
 ) -> None:
     """Delete the CRM record and the provider meeting; every invitee gets a CANCEL."""
-    _act_on(delete, ctx, meeting, crm, actor, provider, key, as_json)
+    _act_on(delete, ctx, meeting, crm, actor, provider, key, as_json, (profile, sender))
 
 
 def _act_on(
@@ -350,10 +400,13 @@ def _act_on(
     provider: str | None,
     key: str | None,
     as_json: bool,
+    sending: tuple[str | None, str | None] = (None, None),
 ) -> None:
-    """Run a cancel or delete with a (printed) idempotency key and report the result."""
+    """Run a cancel or delete with a (printed) idempotency key and report the result;
+    ``sending`` is (``--profile``, ``--sender``)."""
     chosen = _key(key)
-    with _context(ctx, crm, actor, provider) as context:
+    profile, sender = sending
+    with _context(ctx, crm, actor, provider, profile=profile, sender=sender) as context:
         request = MeetingRequest(idempotency_key=chosen, meeting=meeting)
         _report(action(context, request), as_json, chosen)
 

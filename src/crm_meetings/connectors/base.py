@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from crm_meetings.errors import CrmMeetingsError
-from crm_meetings.model import CrmKind, Meeting, MeetingChange, RecordRef, Session
+from crm_meetings.model import CrmKind, Meeting, MeetingChange, Person, RecordRef, Session
 from crm_meetings.transport import CallCounter
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Connector",
     "HistoryItem",
     "RecordType",
+    "SentEmail",
     "derived_identity",
 ]
 
@@ -68,6 +69,29 @@ class HistoryItem:
 
     meeting: Meeting  # must carry crm_record_id
     sessions: tuple[Session, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SentEmail:
+    """An e-mail crm-meetings delivered, to be logged as an e-mail activity on the meeting's
+    CRM records (its related records and the invitees the CRM knows).
+
+    ``key`` is stable for the message (derived from its Message-ID): the CRM keeps it with
+    the activity, so a replay is recognised instead of logged twice. ``maybe_logged`` says
+    an earlier attempt may have written it (a crash, a lost answer): connectors that cannot
+    refuse a duplicate key look before they write.
+    """
+
+    key: str
+    message_id: str
+    meeting: Meeting  # where it is logged: related records, invitees' CRM relations
+    sender: Person
+    recipients: tuple[str, ...]
+    subject: str
+    text: str
+    html: str
+    sent_at: datetime
+    maybe_logged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +170,13 @@ class Connector(Protocol):
     def write_history_many(self, items: Sequence[HistoryItem]) -> list[BatchResult]:
         """Upsert sessions and participants keyed by provider session id: a replay
         writes nothing twice. One result per session, keyed by its session id."""
+        ...
+
+    def log_emails(self, emails: Sequence[SentEmail]) -> list[BatchResult]:
+        """Log sent e-mails as the CRM's e-mail activity on the meetings' records, in as few
+        calls as the CRM allows; one result per e-mail, keyed by ``SentEmail.key``, in
+        order. Logging an e-mail already logged (same key) writes nothing and is ``ok``.
+        Never sends mail."""
         ...
 
     def record_types(self) -> list[RecordType]:

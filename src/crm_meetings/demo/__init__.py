@@ -153,7 +153,11 @@ def step_rotation(run: DemoRun, system: DemoSystem) -> str:
     away = booked[0][0].explanation.skipped
     skipped = "; ".join(f"{email} skipped ({reason})" for email, reason in away)
     sender = system.sender.address if system.sender else "the organizer"
-    return f"{len(booked)} meetings on {ROTATION_CRM}: {spread}; {skipped}; sent from {sender}"
+    logged = len(system.log_on_crm().logged)
+    return (
+        f"{len(booked)} meetings on {ROTATION_CRM}: {spread}; {skipped}; sent from {sender}, "
+        f"{logged} logged on the {ROTATION_CRM} record"
+    )
 
 
 @_with_system

@@ -26,12 +26,13 @@ from crm_meetings.connectors.base import Connector
 from crm_meetings.connectors.registry import build_connector
 from crm_meetings.demo.mailbox import MailSink
 from crm_meetings.errors import CrmMeetingsError, NotFoundError
-from crm_meetings.model import Person, RecordRef
+from crm_meetings.model import CrmKind, Person, RecordRef
 from crm_meetings.sandbox.hubspot.schema import PORTAL_ID
 from crm_meetings.sandbox.salesforce.emulator import ORG_ID as SALESFORCE_ORG
 from crm_meetings.sandbox.seed import SeedData, SeedSpec
 from crm_meetings.sandbox.server import Sandbox
 from crm_meetings.sandbox.zoho import ORG_ID as ZOHO_ORG
+from crm_meetings.senders.crm_log import LogReport, log_pending
 from crm_meetings.store import Store
 
 if TYPE_CHECKING:
@@ -186,6 +187,18 @@ class DemoSystem:
                 hint="See `crm-meetings outbox list` in the demo's store.",
             )
         return report, self.sink.save_new()
+
+    def log_on_crm(self) -> LogReport:
+        """Log the delivered mail from the organisation address on the CRM records (what
+        the worker does after each delivery round)."""
+        connectors = {CrmKind(name): c for name, c in self.connectors.items()}
+        report = log_pending(self.store, connectors, datetime.now(UTC))
+        if report.deferred or report.failed:
+            raise CrmMeetingsError(
+                f"{len(report.deferred) + len(report.failed)} e-mail(s) not logged on the CRM",
+                hint="See the crm_mail_log table in the demo's store.",
+            )
+        return report
 
     def offer_ics(self, name: str, ics: bytes) -> Path:
         """Keep a calendar file the rep downloaded (add to calendar) under ``ics/``."""

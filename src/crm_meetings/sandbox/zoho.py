@@ -129,6 +129,12 @@ _MODULE_FIELDS: Final[Mapping[str, tuple[_Field, ...]]] = {
         _Field("Email", "email"),
         _Field("Company"),
     ),
+    # Notes API (Create Notes, Get Notes of a record): one parent record per note
+    "Notes": _fields(
+        _Field("Note_Title", length=120),
+        _Field("Note_Content", "textarea", mandatory=True, length=32_000),
+        _Field("Parent_Id", "parent", mandatory=True),
+    ),
     HISTORY_MODULE: _fields(
         _Field("Name", mandatory=True),
         _Field("Provider_Session_Id", mandatory=True, unique=True, custom=True),
@@ -149,8 +155,10 @@ _NAME_FIELD: Final = {
     "Deals": "Deal_Name",
     "Leads": "Full_Name",
     "Events": "Event_Title",
+    "Notes": "Note_Title",
     HISTORY_MODULE: "Name",
 }
+_NOTE_PARENTS: Final = frozenset({"Accounts", "Contacts", "Deals", "Leads", "Events"})
 _UPSERT_MODULES: Final = frozenset({"Accounts", "Contacts", "Deals", "Leads", HISTORY_MODULE})
 _WHAT_MODULES: Final = frozenset({"Accounts", "Deals", "Leads"})
 _PARTICIPANT_TYPES: Final = {"contact": "Contacts", "lead": "Leads"}
@@ -243,6 +251,11 @@ class ZohoEmulator:
             Route(f"{API}/{{module}}/upsert", self._api(self._upsert), methods=["POST"]),
             Route(f"{API}/{{module}}/deleted", self._api(self._deleted), methods=["GET"]),
             Route(
+                f"{API}/{{module}}/{{record_id}}/Notes",
+                self._api(self._notes_of),
+                methods=["GET"],
+            ),
+            Route(
                 f"{API}/{{module}}/{{record_id}}",
                 self._api(self._one),
                 methods=["GET", "PUT", "DELETE"],
@@ -333,6 +346,7 @@ class ZohoEmulator:
                     "accounts": list(records["Accounts"].values()),
                     "contacts": list(records["Contacts"].values()),
                     "deals": list(records["Deals"].values()),
+                    "notes": sorted(records["Notes"].values(), key=_by_id),
                     "users": self._store.users,
                 }
             )
@@ -599,6 +613,33 @@ class ZohoEmulator:
         if record is None:
             return Response(status_code=204)
         return JSONResponse({"data": [self._project(record, request)]})
+
+    def _notes_of(self, request: Request, _: Json) -> Response:
+        """``GET /{module}/{id}/Notes``: the record's notes, newest first (204: none)."""
+        module = self._module(request)
+        if isinstance(module, Response):
+            return module
+        record_id = request.path_params["record_id"]
+        if record_id not in self._store.records[module]:
+            return JSONResponse(
+                _error("INVALID_DATA", "the related id given seems to be invalid", {}), 400
+            )
+        paging = self._paging(request)
+        if isinstance(paging, Response):
+            return paging
+        page, per_page = paging
+        notes = [
+            n
+            for n in self._store.records["Notes"].values()
+            if n["Parent_Id"]["id"] == record_id and n["Parent_Id"]["module"]["api_name"] == module
+        ]
+        notes.sort(key=lambda n: (n["Created_Time"], _by_id(n)), reverse=True)
+        chunk = notes[(page - 1) * per_page : page * per_page]
+        if not chunk:
+            return Response(status_code=204)
+        more = len(notes) > page * per_page
+        info = {"per_page": per_page, "count": len(chunk), "page": page, "more_records": more}
+        return JSONResponse({"data": [self._project(n, request) for n in chunk], "info": info})
 
     def _upsert(self, request: Request, body: Json) -> Response:
         module = self._module(request)
@@ -898,6 +939,19 @@ class ZohoEmulator:
                 if not valid:
                     raise reject("INVALID_DATA", "invalid data", f"{name}[{n}].participant")
             return value
+        if name == "Parent_Id":
+            parent = value if isinstance(value, dict) else {}
+            kind = str((parent.get("module") or {}).get("api_name"))
+            found = kind in _NOTE_PARENTS and str(parent.get("id")) in self._store.records[kind]
+            if not found:
+                raise reject("INVALID_DATA", "the related id given seems to be invalid", name)
+            target = self._store.records[kind][str(parent["id"])]
+            module_id = str(_ID_BASE + 2000 + sorted(_MODULE_FIELDS).index(kind))
+            return {
+                "module": {"api_name": kind, "id": module_id},
+                "name": target.get(_NAME_FIELD[kind]),
+                "id": str(parent["id"]),
+            }
         if name == "Session_Participants" and not isinstance(value, list):
             raise reject("INVALID_DATA", "invalid data", name, expected_data_type="subform")
         return value

@@ -3,7 +3,9 @@
 :class:`Worker` checks that the database schema is current, starts APScheduler with the
 nightly job (:func:`~crm_meetings.sync.schedule.schedule_nightly`, ``replace_existing``:
 a new hour in the config takes effect on restart, the admin page changes it live), and
-delivers the outbox every ``outbox_interval`` seconds. Each round also wakes the scheduler,
+delivers the outbox every ``outbox_interval`` seconds, then logs the delivered mail from
+organisation addresses on the enabled CRMs (:func:`crm_meetings.senders.crm_log.log_pending`;
+a CRM that is down only delays its log). Each round also wakes the scheduler,
 so a job another process rescheduled in the shared job store is seen within one round.
 
 SIGTERM or SIGINT (:func:`run_worker`): the outbox batch under way finishes, a running
@@ -24,6 +26,8 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from crm_meetings.calendar.outbox import DeliveryReport, SmtpConfig, deliver_pending
 from crm_meetings.config import Settings
+from crm_meetings.connectors.base import Connector
+from crm_meetings.model import CrmKind
 from crm_meetings.store import Store
 from crm_meetings.sync import jobs
 from crm_meetings.sync.schedule import (
@@ -83,6 +87,7 @@ class Worker:
         self.scheduler: BaseScheduler | None = None
         self._stop = threading.Event()
         self._smtp = SmtpConfig.from_settings(settings.smtp) if settings.smtp.host else None
+        self._connectors: dict[CrmKind, Connector] | None = None  # built on first use
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -134,7 +139,8 @@ class Worker:
         )
 
     def tick(self) -> DeliveryReport | None:
-        """One round: deliver due mail, then let the scheduler look at its store again."""
+        """One round: deliver due mail, log what was delivered on the CRMs, then let the
+        scheduler look at its store again."""
         report = None
         if self._smtp is not None:
             try:
@@ -149,9 +155,31 @@ class Worker:
                         deferred=len(report.deferred),
                         failed=len(report.failed),
                     )
+            self.log_mail()
         if self.scheduler is not None:
             self.scheduler.wakeup()
         return report
+
+    def log_mail(self) -> None:
+        """Log delivered mail from organisation addresses on the CRMs; failures wait."""
+        from crm_meetings.senders.crm_log import log_pending
+
+        try:
+            if self._connectors is None:
+                from crm_meetings.connectors.registry import enabled_connectors
+
+                self._connectors = enabled_connectors(self.settings)
+            report = log_pending(self.store, self._connectors, self.clock())
+        except Exception:  # the next round tries again; the worker stays up
+            _log.exception("logging mail on the CRM failed")
+            return
+        if report.attempted:
+            _log.info(
+                "mail logged on the CRM",
+                logged=len(report.logged),
+                deferred=len(report.deferred),
+                failed=len(report.failed),
+            )
 
     def run(self) -> None:
         """Start, tick until :meth:`stop`, then shut down in order."""
@@ -171,6 +199,8 @@ class Worker:
     def close(self) -> None:
         for companion in reversed(self.companions):
             companion.stop()
+        for connector in (self._connectors or {}).values():
+            connector.close()
         if self.scheduler is not None:
             stop_scheduler(self.scheduler)  # waits for a running nightly job
             self.scheduler = None

@@ -46,10 +46,12 @@ from crm_meetings.connectors.base import (
     CheckResult,
     HistoryItem,
     RecordType,
+    SentEmail,
 )
 from crm_meetings.connectors.hubspot.client import DEFAULT_BASE_URL, HubSpotHttp, OAuthCredentials
 from crm_meetings.connectors.hubspot.mapping import (
     ASSOCIATION_TYPE_IDS,
+    MAIL_KEY_PROPERTY,
     MEETING_PROPERTIES,
     RELATED_TYPES,
     REQUIRED_MEETING_PROPERTIES,
@@ -60,6 +62,7 @@ from crm_meetings.connectors.hubspot.mapping import (
     Contact,
     association_inputs,
     batch_errors,
+    email_inputs,
     history_meeting_properties,
     hubspot_properties,
     invitee_contacts,
@@ -450,19 +453,19 @@ class HubSpotConnector:
         return results
 
     def _per_record(self, chunk: Sequence[Meeting], data: Mapping[str, Any]) -> list[BatchResult]:
-        created = {str(r.get("objectWriteTraceId")): str(r["id"]) for r in data.get("results", [])}
-        errors = batch_errors(data)
-        out = []
-        for meeting in chunk:
-            error = errors.get(meeting.id)
-            existing = _existing_id(data, meeting.id)
-            if meeting.id in created:
-                out.append(BatchResult(meeting.id, True, created[meeting.id]))
-            elif existing is not None:  # created by an earlier attempt of this batch
-                out.append(BatchResult(meeting.id, True, existing))
-            else:
-                out.append(BatchResult(meeting.id, False, error=error or _missing(meeting.id)))
-        return out
+        return _per_key([m.id for m in chunk], data)
+
+    def log_emails(self, emails: Sequence[SentEmail]) -> list[BatchResult]:
+        """Emails engagements by batch create (≤ 100 per call), associated inline.
+
+        ``crm_meetings_mail_key`` is unique: a replayed create gets a per-record conflict
+        naming the engagement the first attempt made, which counts as logged."""
+        results: list[BatchResult] = []
+        for chunk in _chunks(list(emails), BATCH_LIMIT):
+            body = {"inputs": [email_inputs(e) for e in chunk]}
+            data = self._read(self._objects.emails.batch_api.create, body)
+            results += _per_key([e.key for e in chunk], data)
+        return results
 
     def update(self, meeting: Meeting, change: MeetingChange) -> Meeting:
         record_id = self._record_id(meeting)
@@ -652,6 +655,7 @@ class HubSpotConnector:
             )
             return checks
         checks.append(self._check_properties("meetings", REQUIRED_MEETING_PROPERTIES))
+        checks.append(self._check_properties("emails", (MAIL_KEY_PROPERTY,)))
         try:
             session_type = self.session_object()
         except ConfigurationError as error:
@@ -684,7 +688,9 @@ class HubSpotConnector:
         data = self._read(self.http.sdk.crm.properties.core_api.get_all, object_type)
         present = {p["name"]: p for p in data["results"]}
         missing = [name for name in required if name not in present]
-        unique = UID_PROPERTY if object_type == "meetings" else SESSION_ID_PROPERTY
+        unique = {"meetings": UID_PROPERTY, "emails": MAIL_KEY_PROPERTY}.get(
+            object_type, SESSION_ID_PROPERTY
+        )
         not_unique = unique in present and not present[unique].get("hasUniqueValue")
         name = f"hubspot {object_type} properties"
         if missing:
@@ -730,6 +736,23 @@ def _existing_id(data: Mapping[str, Any], trace: str) -> str | None:
             existing = context.get("existingId") or []
             return str(existing[0]) if existing else None
     return None
+
+
+def _per_key(keys: Sequence[str], data: Mapping[str, Any]) -> list[BatchResult]:
+    """One result per ``objectWriteTraceId`` of a batch create; a conflict on the unique
+    key (an earlier attempt created the record) counts as created."""
+    created = {str(r.get("objectWriteTraceId")): str(r["id"]) for r in data.get("results", [])}
+    errors = batch_errors(data)
+    out = []
+    for key in keys:
+        existing = _existing_id(data, key)
+        if key in created:
+            out.append(BatchResult(key, True, created[key]))
+        elif existing is not None:  # created by an earlier attempt of this batch
+            out.append(BatchResult(key, True, existing))
+        else:
+            out.append(BatchResult(key, False, error=errors.get(key) or _missing(key)))
+    return out
 
 
 def _missing(key: str) -> RemoteError:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from crm_meetings.connectors.base import HistoryItem, derived_identity
+from crm_meetings.connectors.base import HistoryItem, SentEmail, derived_identity
 from crm_meetings.errors import (
     AuthError,
     AuthExpiredError,
@@ -56,7 +56,9 @@ from crm_meetings.model import (
 
 __all__ = [
     "ASSOCIATION_TYPE_IDS",
+    "EMAIL_ASSOCIATION_TYPE_IDS",
     "INVITEES_PROPERTY",
+    "MAIL_KEY_PROPERTY",
     "MEETING_PROPERTIES",
     "REQUIRED_MEETING_PROPERTIES",
     "REQUIRED_SESSION_PROPERTIES",
@@ -66,6 +68,8 @@ __all__ = [
     "Contact",
     "association_inputs",
     "batch_errors",
+    "email_inputs",
+    "email_properties",
     "error_from_hubspot",
     "format_datetime",
     "history_meeting_properties",
@@ -88,6 +92,15 @@ UNKNOWN_ORGANIZER: Final = Person("unknown-organizer@example.com", "Unknown orga
 
 #: HUBSPOT_DEFINED association type ids from a meeting (v4 associations guide)
 ASSOCIATION_TYPE_IDS: Final = {"contacts": 200, "companies": 188, "deals": 212, "tickets": 216}
+#: ... and from an e-mail engagement (v4 associations guide: email to contact 198, …)
+EMAIL_ASSOCIATION_TYPE_IDS: Final = {
+    "contacts": 198,
+    "companies": 186,
+    "deals": 210,
+    "tickets": 224,
+}
+#: unique property on emails: the logged message's key (a replayed create is a conflict)
+MAIL_KEY_PROPERTY: Final = "crm_meetings_mail_key"
 
 #: RecordRef.object_type -> HubSpot object type
 _OBJECT_TYPES: Final = {"Contact": "contacts", "Company": "companies", "Deal": "deals",
@@ -380,6 +393,64 @@ def association_inputs(
         }
         for object_type, target_id in dict.fromkeys(targets)
     ]
+
+
+# --- logged e-mail ----------------------------------------------------------------------
+
+
+def email_properties(email: SentEmail) -> dict[str, str]:
+    """The emails engagement (emails API guide): outgoing (``EMAIL``), ``SENT``, with the
+    From and To in ``hs_email_headers`` (HubSpot fills the read-only sender and recipient
+    properties from it) and the message's key in ``crm_meetings_mail_key``."""
+    first, _, last = email.sender.name.partition(" ")
+    sender: dict[str, str] = {"email": email.sender.email}
+    if first:
+        sender |= {"firstName": first, "lastName": last}
+    headers = {
+        "from": sender,
+        "sender": {"email": email.sender.email},
+        "to": [{"email": r} for r in email.recipients],
+        "cc": [],
+        "bcc": [],
+    }
+    return {
+        "hs_timestamp": format_datetime(email.sent_at),
+        "hs_email_direction": "EMAIL",
+        "hs_email_status": "SENT",
+        "hs_email_subject": email.subject,
+        "hs_email_text": email.text,
+        "hs_email_html": email.html,
+        "hs_email_headers": json.dumps(headers, separators=(",", ":")),
+        MAIL_KEY_PROPERTY: email.key,
+    }
+
+
+def email_inputs(email: SentEmail) -> dict[str, Any]:
+    """One batch-create input: the properties, the key as ``objectWriteTraceId``, and the
+    associations with the meeting's records and the recipients known as contacts."""
+    wanted = set(email.recipients)
+    contacts = [
+        ("contacts", i.crm_relation.record_id)
+        for i in email.meeting.invitees
+        if i.email in wanted and i.crm_relation and i.crm_relation.object_type == "Contact"
+    ]
+    targets = contacts + [(object_type_of(r), r.record_id) for r in email.meeting.related]
+    return {
+        "objectWriteTraceId": email.key,
+        "properties": email_properties(email),
+        "associations": [
+            {
+                "to": {"id": target_id},
+                "types": [
+                    {
+                        "associationCategory": "HUBSPOT_DEFINED",
+                        "associationTypeId": EMAIL_ASSOCIATION_TYPE_IDS[object_type],
+                    }
+                ],
+            }
+            for object_type, target_id in dict.fromkeys(targets)
+        ],
+    }
 
 
 # --- history --------------------------------------------------------------------------

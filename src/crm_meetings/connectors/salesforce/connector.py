@@ -35,6 +35,7 @@ from crm_meetings.connectors.base import (
     CheckResult,
     HistoryItem,
     RecordType,
+    SentEmail,
 )
 from crm_meetings.connectors.salesforce import mapping as m
 from crm_meetings.connectors.salesforce.errors import VENDOR, record_error, translate
@@ -65,6 +66,19 @@ JWT_LIFETIME: Final = timedelta(minutes=3)  # Salesforce refuses assertions vali
 _LIMIT_INFO: Final = re.compile(r"api-usage=(\d+)/(\d+)")
 _ID_SEGMENT: Final = re.compile(r"^(?=.*\d)[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?(?:-\d+)?$")
 _DATA_PREFIX: Final = re.compile(r"^/services/data/v[\d.]+/")
+_DUPLICATE_OF: Final = re.compile(r"duplicates value on record with id: ?([A-Za-z0-9]{15,18})")
+
+
+def _duplicate_of(result: Mapping[str, Any], field: str) -> str | None:
+    """The existing record a DUPLICATE_VALUE on ``field`` names (a replayed insert)."""
+    for error in result.get("errors") or []:
+        message = str(error.get("message", ""))
+        named = field in (error.get("fields") or []) or field in message
+        if error.get("statusCode") == "DUPLICATE_VALUE" and named:
+            found = _DUPLICATE_OF.search(message)
+            if found:
+                return found[1]
+    return None
 
 
 def endpoint_of(url: str) -> str:
@@ -429,11 +443,11 @@ class SalesforceConnector:
         return self._users.get(meeting.organizer.email)
 
     def _create_relations(
-        self, relations: Sequence[tuple[int, dict[str, Any]]]
+        self, relations: Sequence[tuple[int, dict[str, Any]]], sobject: str = "EventRelation"
     ) -> Iterator[tuple[int, CrmMeetingsError]]:
-        """Create EventRelations; an existing one (DUPLICATE_VALUE after a retry) is fine."""
+        """Create relation rows; an existing one (DUPLICATE_VALUE after a retry) is fine."""
         for chunk in m.chunked(relations, BATCH_LIMIT):
-            rows = [{"attributes": {"type": "EventRelation"}, **row} for _, row in chunk]
+            rows = [{"attributes": {"type": sobject}, **row} for _, row in chunk]
             for (index, _), result in zip(
                 chunk, self._save("composite/sobjects", rows, "POST"), strict=True
             ):
@@ -576,6 +590,55 @@ class SalesforceConnector:
                         key, False, results[key].record_id, record_error(saved.get("errors") or [])
                     )
         return [results[s.provider_session_id] for _, s in pairs]
+
+    # --- logged e-mail ------------------------------------------------------------------
+
+    def log_emails(self, emails: Sequence[SentEmail]) -> list[BatchResult]:
+        """Insert EmailMessages (status Sent, ≤ 200 per call), then their relations.
+
+        ``Mail_Key__c`` is a unique external id, so a replayed insert is refused with
+        DUPLICATE_VALUE naming the existing record: that counts as logged, and its
+        relations are completed (the first attempt may have stopped before them). An
+        upsert is not used: Salesforce updates only custom fields of a sent EmailMessage.
+        """
+        results: list[BatchResult] = []
+        replayed: set[str] = set()
+        for chunk in m.chunked(emails, BATCH_LIMIT):
+            rows = [
+                {"attributes": {"type": m.EMAIL_MESSAGE}, **m.email_message_row(e)} for e in chunk
+            ]
+            saved = self._save("composite/sobjects", rows, "POST")
+            for email, result in zip(chunk, saved, strict=True):
+                existing = _duplicate_of(result, m.MAIL_KEY)
+                if existing is not None:
+                    replayed.add(existing)
+                    results.append(BatchResult(email.key, True, existing))
+                else:
+                    results.append(self._batch_result(email.key, result))
+        related = self._email_relations(emails, results, replayed)
+        for index, error in self._create_relations(related, "EmailMessageRelation"):
+            results[index] = BatchResult(results[index].key, False, results[index].record_id, error)
+        return results
+
+    def _email_relations(
+        self, emails: Sequence[SentEmail], results: Sequence[BatchResult], replayed: set[str]
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """The relation rows still missing: all for new messages; for replayed ones, those
+        an earlier attempt did not create (one query per 200 messages)."""
+        present: set[tuple[str, str]] = set()
+        for chunk in m.chunked(sorted(replayed), IDS_PER_QUERY):
+            ids = ", ".join(m.soql_literal(i) for i in chunk)
+            soql = f"SELECT EmailMessageId, RelationId FROM EmailMessageRelation WHERE EmailMessageId IN ({ids})"  # noqa: E501, S608
+            present |= {
+                (r["EmailMessageId"], r["RelationId"]) for p in self._query(soql) for r in p
+            }
+        return [
+            (index, row)
+            for index, (email, result) in enumerate(zip(emails, results, strict=True))
+            if result.ok and result.record_id
+            for row in m.email_relation_rows(result.record_id, email)
+            if (row["EmailMessageId"], row["RelationId"]) not in present
+        ]
 
     # --- metadata and health ----------------------------------------------------------
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from crm_meetings.connectors.base import derived_identity
+from crm_meetings.connectors.base import SentEmail, derived_identity
 from crm_meetings.errors import ValidationError
 from crm_meetings.model import (
     CrmKind,
@@ -30,8 +30,10 @@ from crm_meetings.model import (
 )
 
 __all__ = [
+    "EMAIL_MESSAGE",
     "EVENT",
     "EVENT_SELECT",
+    "MAIL_KEY",
     "MEETING_ID",
     "PARTICIPANT",
     "PARTICIPANT_KEY",
@@ -40,6 +42,8 @@ __all__ = [
     "attendance_key",
     "chunked",
     "collection",
+    "email_message_row",
+    "email_relation_rows",
     "event_changes",
     "event_from_meeting",
     "meeting_from_event",
@@ -59,6 +63,9 @@ SESSION: Final = "CRM_Meeting_Session__c"
 SESSION_KEY: Final = "Provider_Session_Id__c"
 PARTICIPANT: Final = "CRM_Meeting_Participant__c"
 PARTICIPANT_KEY: Final = "Attendance_Key__c"
+EMAIL_MESSAGE: Final = "EmailMessage"
+MAIL_KEY: Final = "Mail_Key__c"  # external id on EmailMessage (unique): the message's key
+SENT: Final = "3"  # EmailMessage.Status: 0 New, 1 Read, 2 Replied, 3 Sent, 4 Forwarded, 5 Draft
 
 #: custom fields the setup step adds, per object (``doctor`` checks them)
 CUSTOM_FIELDS: Final[dict[str, tuple[str, ...]]] = {
@@ -84,6 +91,7 @@ CUSTOM_FIELDS: Final[dict[str, tuple[str, ...]]] = {
         "Duration_Minutes__c",
     ),
     PARTICIPANT: (PARTICIPANT_KEY, "Session__c", "Email__c", "Join__c", "Leave__c", "Minutes__c"),
+    EMAIL_MESSAGE: (MAIL_KEY,),
 }
 
 _STANDARD: Final = (
@@ -334,6 +342,44 @@ def relation_rows(event_id: str, meeting: Meeting) -> list[dict[str, Any]]:
         }
         for i in meeting.invitees
         if i.crm_relation is not None and i.crm_relation.object_type in _INVITABLE
+    ]
+
+
+# --- logged e-mail ----------------------------------------------------------------------
+
+
+def email_message_row(email: SentEmail) -> dict[str, Any]:
+    """The EmailMessage (Enhanced Email) row logging ``email`` as sent: on the meeting's
+    Account or Opportunity (``RelatedToId``), keyed by ``Mail_Key__c``."""
+    return {
+        "Subject": email.subject[:3000],
+        "FromAddress": email.sender.email,
+        "FromName": email.sender.name or None,
+        "ToAddress": "; ".join(email.recipients)[:4000],
+        "TextBody": email.text[:131072],
+        "HtmlBody": email.html[:131072] or None,
+        "MessageDate": sf_datetime(email.sent_at),
+        "MessageIdentifier": email.message_id,
+        "Status": SENT,
+        "Incoming": False,
+        "RelatedToId": _first(email.meeting.related, _WHAT),
+        MAIL_KEY: email.key,
+    }
+
+
+def email_relation_rows(message_id: str, email: SentEmail) -> list[dict[str, Any]]:
+    """EmailMessageRelation rows (``ToAddress``) for the recipients who are Contacts or
+    Leads, and the Contact or Lead the meeting is about: the e-mail shows on their records."""
+    wanted = set(email.recipients)
+    people = [
+        i.crm_relation.record_id
+        for i in email.meeting.invitees
+        if i.email in wanted and i.crm_relation and i.crm_relation.object_type in _WHO.values()
+    ]
+    people += [r.record_id for r in email.meeting.related if r.object_type in _WHO.values()]
+    return [
+        {"EmailMessageId": message_id, "RelationId": person, "RelationType": "ToAddress"}
+        for person in dict.fromkeys(people)
     ]
 
 

@@ -24,7 +24,9 @@ Reads: ``GET /Events/{id}``, ``GET /Events`` (``fields``, ``page``/``per_page`` 
 ``page_token`` past 2,000 records, ``If-Modified-Since``), ``GET /Events/deleted``, ``POST
 /coql`` (records related to an Account/Deal/Contact; stored history hashes). Writes, ≤ 100
 records per call with per-record results: ``POST /Events`` (insert), ``PUT /Events/{id}``,
-``DELETE /Events/{id}``, ``POST /CRM_Meeting_Sessions/upsert``. Metadata for ``check()``:
+``DELETE /Events/{id}``, ``POST /CRM_Meeting_Sessions/upsert``, ``POST /Notes`` (a sent
+e-mail logged as a note; ``GET /{module}/{id}/Notes`` before a replay). Metadata for
+``check()``:
 ``users?type=CurrentUser``, ``settings/fields``, ``settings/layouts``.
 
 Retries (:func:`crm_meetings.transport.retrying`, in :meth:`ZohoConnector._call` only):
@@ -56,14 +58,18 @@ from crm_meetings.connectors.base import (
     CheckResult,
     HistoryItem,
     RecordType,
+    SentEmail,
 )
 from crm_meetings.connectors.zoho.mapping import (
     EVENT_FIELDS,
     HISTORY_FIELDS,
     HISTORY_MODULE,
     MEETINGS_CUSTOM_FIELDS,
+    mail_marker,
     meeting_from_zoho,
     module_of,
+    note_parents,
+    note_record,
     session_record,
     zoho_changes,
     zoho_record,
@@ -555,6 +561,62 @@ class ZohoConnector:
             for (key, _), entry in zip(batch, entries, strict=True):
                 results[key] = _record_result(key, entry)
         return [results[key] for key in sessions]
+
+    # --- logged e-mail ----------------------------------------------------------------
+
+    def log_emails(self, emails: Sequence[SentEmail]) -> list[BatchResult]:
+        """One note per e-mail and record (``POST /Notes``, ≤ 100 per call).
+
+        Zoho's Emails related list is read-only through the API and ``send_mail`` would
+        send the message again, so a note is the honest record of a message sent
+        elsewhere. Notes have no unique field: for an e-mail an earlier attempt may have
+        logged (``maybe_logged``), the parent's notes are read first (``GET
+        /{module}/{id}/Notes``) and a note carrying its key line is not written again.
+        """
+        results = [BatchResult(e.key, True) for e in emails]
+        logged = self._logged_keys(
+            {parent for e in emails if e.maybe_logged for parent in note_parents(e)}
+        )
+        pending: list[tuple[int, Json]] = []
+        for index, email in enumerate(emails):
+            parents = note_parents(email)
+            if not parents:
+                error = ValidationError("related", "the meeting has no Zoho record to log it on")
+                results[index] = BatchResult(email.key, False, error=error)
+            for module, record_id in parents:
+                if (module, record_id, email.key) not in logged:
+                    pending.append((index, note_record(email, module, record_id)))
+        for batch in _chunks(pending, BATCH_LIMIT):
+            entries = self._write("POST", "/Notes", [row for _, row in batch])
+            for (index, _), entry in zip(batch, entries, strict=True):
+                result, current = _record_result(emails[index].key, entry), results[index]
+                if current.ok and (not result.ok or current.record_id is None):
+                    results[index] = result  # the first failure, else the first note's id
+        return results
+
+    def _logged_keys(self, parents: set[tuple[str, str]]) -> set[tuple[str, str, str]]:
+        """``(module, record id, key)`` of the e-mails already noted on ``parents``."""
+        found: set[tuple[str, str, str]] = set()
+        for module, record_id in sorted(parents):
+            _check_id(record_id)
+            page = 1
+            while True:
+                response = self._call(
+                    "GET",
+                    "/{module}/{id}/Notes",
+                    path=f"/{module}/{record_id}/Notes",
+                    params={"fields": "Note_Content", "page": page, "per_page": PAGE_SIZE},
+                )
+                body = _json(response) if response.status_code == 200 else {}
+                for note in body.get("data") or ():
+                    for line in str(note.get("Note_Content") or "").splitlines():
+                        key = line.removeprefix(mail_marker(""))
+                        if key != line:
+                            found.add((module, record_id, key))
+                if not (body.get("info") or {}).get("more_records"):
+                    break
+                page += 1
+        return found
 
     def _stored_history(self, keys: list[str]) -> dict[str, tuple[str, str]]:
         values = ", ".join("'" + k.replace("'", "''") + "'" for k in keys)

@@ -49,11 +49,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from crm_meetings.connectors.base import derived_identity
+from crm_meetings.connectors.base import SentEmail, derived_identity
 from crm_meetings.errors import ValidationError
 from crm_meetings.model import (
     CrmKind,
@@ -73,9 +73,13 @@ __all__ = [
     "HISTORY_MODULE",
     "MEETINGS_CUSTOM_FIELDS",
     "MODULE_ALIASES",
+    "NOTE_PARENTS",
     "history_hash",
+    "mail_marker",
     "meeting_from_zoho",
     "module_of",
+    "note_parents",
+    "note_record",
     "session_record",
     "zoho_changes",
     "zoho_record",
@@ -83,6 +87,7 @@ __all__ = [
 ]
 
 HISTORY_MODULE: Final = "CRM_Meeting_Sessions"
+NOTE_PARENTS: Final = frozenset({"Accounts", "Contacts", "Deals", "Leads"})
 HISTORY_SUBFORM: Final = "Session_Participants"
 MEETINGS_CUSTOM_FIELDS: Final = (
     "CRM_Meetings_Id",
@@ -361,3 +366,45 @@ def _session_fields(event_id: str, session: Session) -> dict[str, Any]:
 def session_record(event_id: str, session: Session) -> dict[str, Any]:
     """The ``CRM_Meeting_Sessions`` record for ``session`` of the Event ``event_id``."""
     return {**_session_fields(event_id, session), "History_Hash": history_hash(event_id, session)}
+
+
+# --- logged e-mail ----------------------------------------------------------------------
+
+
+def mail_marker(key: str) -> str:
+    """The line of a note that names the logged message's key (found again on a replay)."""
+    return f"crm-meetings mail key: {key}"
+
+
+def note_parents(email: SentEmail) -> list[tuple[str, str]]:
+    """``(module, record id)`` of every record the note goes on: the meeting's Accounts,
+    Deals, Contacts and Leads, and the recipients Zoho knows as Contacts or Leads; when
+    none, the meeting's Event itself."""
+    wanted = set(email.recipients)
+    refs = list(email.meeting.related) + [
+        i.crm_relation for i in email.meeting.invitees if i.email in wanted and i.crm_relation
+    ]
+    parents = [(module_of(r), r.record_id) for r in refs if module_of(r) in NOTE_PARENTS]
+    if not parents and email.meeting.crm_record_id:
+        parents = [("Events", email.meeting.crm_record_id)]
+    return list(dict.fromkeys(parents))
+
+
+def note_record(email: SentEmail, module: str, record_id: str) -> dict[str, Any]:
+    """The note logging ``email`` on one record: the subject as title; From, To, Date,
+    Message-ID, the key line and the text body as content."""
+    sender = email.sender
+    header = "\n".join(
+        (
+            f"E-mail sent by crm-meetings on {email.sent_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+            f"From: {sender.name} <{sender.email}>" if sender.name else f"From: {sender.email}",
+            f"To: {', '.join(email.recipients)}",
+            f"Message-ID: {email.message_id}",
+            mail_marker(email.key),
+        )
+    )
+    return {
+        "Note_Title": " ".join(email.subject.split())[:120],
+        "Note_Content": f"{header}\n\n{email.text}"[:32_000],
+        "Parent_Id": {"module": {"api_name": module}, "id": record_id},
+    }

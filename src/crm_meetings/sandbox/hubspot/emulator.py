@@ -302,12 +302,15 @@ class HubSpotEmulator:
     def state(self) -> Mapping[str, Any]:
         store = self.store
         with store.lock:
-            links = sorted(link for link in store.links if link[0] in ("meetings", SESSION_OBJECT))
+            kinds = ("meetings", "emails", SESSION_OBJECT)
+            links = sorted(link for link in store.links if link[0] in kinds)
         return {
             "meetings": store.snapshot("meetings"),
             "associations": [list(link) for link in links if link[0] == "meetings"],
             "sessions": store.snapshot(SESSION_OBJECT),
             "session_associations": [list(link) for link in links if link[0] == SESSION_OBJECT],
+            "emails": store.snapshot("emails"),
+            "email_associations": [list(link) for link in links if link[0] == "emails"],
             "owners": list(self.owners),
         }
 

@@ -166,6 +166,37 @@ _SESSION = (
     ),
 )
 
+#: the emails engagement (emails API guide) and crm-meetings' unique key property
+_EMAIL = (
+    *_COMMON,
+    _dt("hs_timestamp", "Activity date"),
+    PropertyDef(
+        "hs_email_direction",
+        "Email direction",
+        "enumeration",
+        "select",
+        options=(
+            ("EMAIL", "Sent by"),
+            ("INCOMING_EMAIL", "Reply"),
+            ("FORWARDED_EMAIL", "Forwarded"),
+        ),
+    ),
+    PropertyDef(
+        "hs_email_status",
+        "Email send status",
+        "enumeration",
+        "select",
+        options=tuple(
+            (v, v.title()) for v in ("BOUNCED", "FAILED", "SCHEDULED", "SENDING", "SENT")
+        ),
+    ),
+    _text("hs_email_subject", "Email subject"),
+    PropertyDef("hs_email_text", "Email body", "string", "textarea"),
+    PropertyDef("hs_email_html", "Email HTML body", "string", "html"),
+    PropertyDef("hs_email_headers", "Email headers", "string", "textarea"),
+    _text("crm_meetings_mail_key", "crm-meetings mail key", unique=True, custom=True),
+)
+
 _CONTACT = (
     *_COMMON,
     _text("email", "Email", unique=True),
@@ -183,6 +214,7 @@ _TICKET = (
 
 OBJECT_TYPES: Final = (
     ObjectType("meetings", "0-47", "meeting", ("meeting", "meeting_event"), _MEETING),
+    ObjectType("emails", "0-49", "email", ("email",), _EMAIL),
     ObjectType("contacts", "0-1", "contact", ("contact",), _CONTACT),
     ObjectType("companies", "0-2", "company", ("company",), _COMPANY),
     ObjectType("deals", "0-3", "deal", ("deal",), _DEAL),
@@ -216,6 +248,10 @@ ASSOCIATION_TYPES: Final[dict[tuple[str, str], tuple[int, int]]] = {
     ("meetings", "companies"): (188, 187),
     ("meetings", "deals"): (212, 211),
     ("meetings", "tickets"): (216, 215),
+    ("emails", "contacts"): (198, 197),
+    ("emails", "companies"): (186, 185),
+    ("emails", "deals"): (210, 209),
+    ("emails", "tickets"): (224, 223),
     ("contacts", "companies"): (279, 280),
     ("deals", "companies"): (341, 342),
     (SESSION_OBJECT, "meetings"): (9001, 9002),  # custom object: USER_DEFINED default type

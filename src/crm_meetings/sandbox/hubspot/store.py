@@ -232,15 +232,15 @@ class Store:
                         "hs_meeting_title", "INVALID_STRING", f"{title!r} was rejected by a rule"
                     )
                 )
-            if creating and not out.get("hs_timestamp"):
-                if out.get("hs_meeting_start_time"):
-                    out["hs_timestamp"] = out["hs_meeting_start_time"]
-                else:
-                    problems.append(
-                        _property_error(
-                            "hs_timestamp", "REQUIRED", "hs_timestamp is required for meetings"
-                        )
+        if creating and object_type in ("meetings", "emails") and not out.get("hs_timestamp"):
+            if object_type == "meetings" and out.get("hs_meeting_start_time"):
+                out["hs_timestamp"] = out["hs_meeting_start_time"]
+            else:  # the meetings and emails guides: hs_timestamp is required
+                problems.append(
+                    _property_error(
+                        "hs_timestamp", "REQUIRED", f"hs_timestamp is required for {object_type}"
                     )
+                )
         if problems:
             raise _invalid_properties(problems)
         return out

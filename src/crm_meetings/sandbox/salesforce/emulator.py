@@ -70,6 +70,35 @@ ROLLED_BACK: Final = Problem(
 _VERSION_PATH: Final = re.compile(r"^/services/data/v(\d+(?:\.\d+)?)(/|$)")
 
 
+#: restricted picklists the emulator enforces (object reference: EmailMessage.Status,
+#: EmailMessageRelation.RelationType); a missing value is REQUIRED_FIELD_MISSING
+_PICKLISTS: Final[dict[str, dict[str, frozenset[str]]]] = {
+    "EmailMessage": {"Status": frozenset("012345")},
+    "EmailMessageRelation": {
+        "RelationType": frozenset({"FromAddress", "ToAddress", "CcAddress", "BccAddress"})
+    },
+}
+
+
+def _picklist_problems(obj: str, merged: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    for name, allowed in _PICKLISTS[obj].items():
+        value = merged.get(name)
+        if value is None:
+            problems.append(
+                Problem("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", (name,))
+            )
+        elif value not in allowed:
+            problems.append(
+                Problem(
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{name}: bad value for restricted picklist field: {value}",
+                    (name,),
+                )
+            )
+    return problems
+
+
 class _Fail(Exception):
     """Answer the whole request with Salesforce's error list."""
 
@@ -383,25 +412,7 @@ class SalesforceEmulator:
                     )
                 )
         if obj.name == "EventRelation":
-            twin = next(
-                (
-                    r
-                    for r in self.rows["EventRelation"].values()
-                    if r["EventId"] == merged.get("EventId")
-                    and r["RelationId"] == merged.get("RelationId")
-                    and (existing is None or r["Id"] != existing["Id"])
-                ),
-                None,
-            )
-            if twin is not None:
-                problems.append(
-                    Problem(
-                        "DUPLICATE_VALUE",
-                        f"duplicate value found: RelationId duplicates value on record with "
-                        f"id: {twin['Id']}",
-                        ("RelationId",),
-                    )
-                )
+            problems += self._twin(obj.name, ("EventId", "RelationId"), merged, existing)
             for name in ("EventId", "RelationId"):
                 if merged.get(name) is None:
                     problems.append(
@@ -411,6 +422,11 @@ class SalesforceEmulator:
                             (name,),
                         )
                     )
+        if obj.name in _PICKLISTS:
+            problems.extend(_picklist_problems(obj.name, merged))
+        if obj.name == "EmailMessageRelation":
+            keys = ("EmailMessageId", "RelationId", "RelationType")
+            problems += self._twin(obj.name, keys, merged, existing)
         if obj.name == "CRM_Meeting_Participant__c" and merged.get("Session__c") is None:
             problems.append(
                 Problem(
@@ -443,6 +459,22 @@ class SalesforceEmulator:
                     )
                 )
         return problems
+
+    def _twin(
+        self, obj: str, keys: tuple[str, ...], merged: Row, existing: Row | None
+    ) -> list[Problem]:
+        """DUPLICATE_VALUE when another relation row has the same ``keys`` values."""
+        wanted = tuple(merged.get(k) for k in keys)
+        for row in self.rows[obj].values():
+            if tuple(row.get(k) for k in keys) == wanted and (
+                existing is None or row["Id"] != existing["Id"]
+            ):
+                message = (
+                    "duplicate value found: RelationId duplicates value on record with id: "
+                    f"{row['Id']}"
+                )
+                return [Problem("DUPLICATE_VALUE", message, ("RelationId",))]
+        return []
 
     def _by_external_id(self, obj: str, name: str, value: str) -> Row | None:
         wanted = value.lower()
@@ -624,6 +656,8 @@ class SalesforceEmulator:
                 "deleted_events": sorted(self.deleted["Event"]),
                 "history_sessions": rows("CRM_Meeting_Session__c"),
                 "history_participants": rows("CRM_Meeting_Participant__c"),
+                "emails": rows("EmailMessage"),
+                "email_relations": rows("EmailMessageRelation"),
                 "api_usage": self.api_usage,
             }
 

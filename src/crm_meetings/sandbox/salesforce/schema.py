@@ -201,6 +201,41 @@ OBJECTS: Final[dict[str, SObject]] = {
                 "Response": _text(255, "Response"),
             },
         ),
+        # Enhanced Email (object reference: EmailMessage, EmailMessageRelation); Mail_Key__c
+        # is crm-meetings' unique external id for a logged message
+        _object(
+            "EmailMessage",
+            "02s",
+            "Email Message",
+            {
+                "Subject": _text(3000, "Subject"),
+                "FromAddress": Field("email", 1000, "From Address"),
+                "FromName": _text(1000, "From Name"),
+                "ToAddress": _text(4000, "To Address"),
+                "CcAddress": _text(4000, "CC Address"),
+                "BccAddress": _text(4000, "BCC Address"),
+                "TextBody": Field("textarea", 131072, "Text Body"),
+                "HtmlBody": Field("textarea", 131072, "HTML Body"),
+                "Headers": Field("textarea", 32000, "Headers"),
+                "MessageDate": Field("datetime", label="Message Date"),
+                "MessageIdentifier": _text(995, "Message ID"),
+                "Status": Field("picklist", 40, "Status", required=True),
+                "Incoming": Field("boolean", label="Is Incoming"),
+                "RelatedToId": _ref("Related To ID", "Account", "Opportunity"),
+                "Mail_Key__c": _text(255, "crm-meetings mail key", external_id=True, unique=True),
+            },
+        ),
+        _object(
+            "EmailMessageRelation",
+            "0ER",
+            "Email Message Relation",
+            {
+                "EmailMessageId": _ref("Email Message ID", "EmailMessage", updateable=False),
+                "RelationId": _ref("Relation ID", "Contact", "Lead", "User"),
+                "RelationAddress": _text(255, "Relation Address"),
+                "RelationType": Field("picklist", 40, "Relation Type", required=True),
+            },
+        ),
         _object(
             "Account",
             "001",
