@@ -15,9 +15,11 @@ saved progress. Every attempt, replay and refusal after the claim writes an audi
 (``action_audit``: who, what, when, outcome).
 
 Order and compensation. Remote calls come first, each recorded in the key's progress as
-*started* before and *done* after it; our store row, the outbox messages and the result
-are written last, in one transaction. So an invitee is never told of anything that is not
-saved in the CRM and in our store, and the outbox (not SMTP) carries the mail.
+*started* before and *done* after it (one write carries one step's end and the next
+step's start; the claim carries the first step's start, the commit the last step's end);
+our store row, the outbox messages and the result are written last, in one transaction.
+So an invitee is never told of anything that is not saved in the CRM and in our store,
+and the outbox (not SMTP) carries the mail.
 
 * schedule: provider create (join URL) → CRM create → commit (meeting row, REQUEST to
   every invitee). If the CRM *refused* the record (4xx, rate limit, validation), the

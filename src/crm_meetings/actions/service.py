@@ -210,7 +210,8 @@ def sweep(ctx: ActionContext) -> list[SweepOutcome]:
         try:
             with _ledger(ctx) as ledger:
                 ledger.take(ctx.org_id, entry.key, lease_until=now + ctx.lease)
-            _advance(dataclasses.replace(ctx, actor=Person(entry.actor)), kind, entry.key, progress)
+            acting = dataclasses.replace(ctx, actor=Person(entry.actor))
+            _advance(acting, kind, entry.key, progress, earlier=frozenset(progress.attempted))
         except Exception as error:  # reported per request; the others still run
             outcomes.append(SweepOutcome(entry.key, kind, False, _describe(error)))
         else:
@@ -311,11 +312,9 @@ def _check_crm_unchanged(ctx: ActionContext, meeting: Meeting) -> None:
 
 
 def _locate(uow: UnitOfWork, ctx: ActionContext, ref: str) -> Meeting:
-    by_record = uow.meetings.find_by_crm_record(ctx.connector.crm, ref, org_id=ctx.org_id)
-    if by_record is not None:
-        return by_record
-    if uow.repository(ActionLedger).meeting_org(ref) == ctx.org_id:
-        return uow.meetings.get(ref)
+    found = uow.meetings.find_by_reference(ctx.connector.crm, ref, org_id=ctx.org_id)
+    if found is not None:
+        return found
     raise NotFoundError(
         f"No meeting {ref} (by id, or by {ctx.connector.crm} record id) in this organisation",
         hint="Check the id; `crm-meetings meeting show` lists what is stored.",
@@ -461,8 +460,13 @@ def _mutate(
                 return replay
             ledger.take(ctx.org_id, key, lease_until=ctx.clock() + ctx.lease)
     if entry is not None:
-        return _advance(ctx, kind, key, _Progress.from_json(entry.state))
+        resumed = _Progress.from_json(entry.state)
+        return _advance(ctx, kind, key, resumed, earlier=frozenset(resumed.attempted))
     decided = decide()
+    if isinstance(decided, _Progress):
+        # the first remote step is recorded as started by the claim itself
+        first = _steps(ctx, kind, decided)[:1]
+        decided.attempted.extend(step.name for step in first)
     with _ledger(ctx) as ledger:
         meeting = decided.meeting if isinstance(decided, ActionResult) else decided.new
         ledger.claim(
@@ -487,7 +491,7 @@ def _mutate(
                 {"warnings": list(decided.warnings)},
             )
             return decided
-    return _advance(ctx, kind, key, decided)
+    return _advance(ctx, kind, key, decided, earlier=frozenset())
 
 
 def _same_request(
@@ -503,24 +507,40 @@ def _same_request(
     )
 
 
-def _advance(ctx: ActionContext, kind: ActionKind, key: str, progress: _Progress) -> ActionResult:
-    """Run the steps not yet done, then commit; on failure undo or keep for a retry."""
+def _advance(
+    ctx: ActionContext,
+    kind: ActionKind,
+    key: str,
+    progress: _Progress,
+    *,
+    earlier: frozenset[str],
+) -> ActionResult:
+    """Run the steps not yet done, then commit; on failure undo or keep for a retry.
+
+    ``earlier``: the steps an earlier attempt started (each is run as a retry: it may
+    have been done). A step is recorded as started before it runs and as done after it,
+    and each write carries both the end of one step and the start of the next; the last
+    step's end is written by the commit (a crash before it leaves that step started, and
+    the retry runs it as a retry, as after a crash inside it).
+    """
     ctx.hook(kind, "claimed")
     steps = _steps(ctx, kind, progress)
+    todo = [step for step in steps if step.name not in progress.done]
     current: _Step | None = None
     try:
-        for step in steps:
-            if step.name in progress.done:
-                continue
-            retrying = step.name in progress.attempted
-            if not retrying:
+        for index, step in enumerate(todo):
+            if step.name not in progress.attempted:  # only the first step of a resumed attempt
                 progress.attempted.append(step.name)
                 _save(ctx, key, progress)
             current = step
-            step.run(progress, retrying)
+            step.run(progress, step.name in earlier)
             current = None
             progress.done.append(step.name)
-            _save(ctx, key, progress)
+            following = todo[index + 1].name if index + 1 < len(todo) else None
+            if following is not None:
+                if following not in progress.attempted:
+                    progress.attempted.append(following)
+                _save(ctx, key, progress)
             ctx.hook(kind, step.name)
         ctx.hook(kind, "commit")
         with ctx.store.transaction() as uow:
@@ -571,17 +591,22 @@ def _commit(
         meeting = uow.meetings.add(progress.new, org_id=ctx.org_id)
         ledger.set_dial_in(meeting.id, progress.dial_in)
         plan = plan_new(meeting)
+        dial_in = progress.dial_in
     else:
         meeting = uow.meetings.save(progress.new, expected_version=old.version)
         plan = plan_edit(old, meeting, diff(old, meeting))
+        dial_in = ledger.dial_in(meeting.id) if plan else None
     mails = compose(
         meeting,
         plan,
         sender=ctx.sender_for(meeting, uow),
         now=ctx.clock(),
-        dial_in=ledger.dial_in(meeting.id),
+        dial_in=dial_in,
     )
-    messages = tuple(QueuedMessage.of(mail, new=Outbox.enqueue(uow, mail)) for mail in mails)
+    queued = Outbox.enqueue_many(uow, mails)
+    messages = tuple(
+        QueuedMessage.of(mail, new=new) for mail, new in zip(mails, queued, strict=True)
+    )
     done = (*progress.done, "store.add" if old is None else "store.save")
     result = ActionResult(
         action=kind,
