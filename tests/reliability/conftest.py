@@ -16,8 +16,8 @@ import pytest
 
 from crm_meetings.sandbox.testing import SandboxFactory, sandbox_factory  # noqa: F401
 
-#: seeded kill points per run; ``RELIABILITY_KILL_POINTS=120 make test`` for a long run
-KILL_POINTS = int(os.environ.get("RELIABILITY_KILL_POINTS", "20"))
+#: seeded kill points per run; ``RELIABILITY_KILL_POINTS=400 make test`` for a long run
+KILL_POINTS = int(os.environ.get("RELIABILITY_KILL_POINTS", "110"))
 SEED = int(os.environ.get("RELIABILITY_SEED", "20261123"))
 
 TALLY: Counter[str] = Counter()
