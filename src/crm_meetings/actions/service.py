@@ -333,7 +333,7 @@ def _steps(ctx: ActionContext, kind: ActionKind, progress: _Progress) -> list[_S
     steps: list[_Step] = []
     if kind is ActionKind.SCHEDULE:
         if provider is not None:
-            create, remove = _provider_create(provider), _provider_remove(provider)
+            create, remove = _provider_create(ctx, provider), _provider_remove(provider)
             steps.append(_Step("provider.create", create, remove))
         steps.append(_Step("crm.create", _crm_create(ctx)))
     elif kind is ActionKind.EDIT:
@@ -366,9 +366,13 @@ def _dial_in(answer: ProviderMeeting) -> str | None:
     return "\n".join(line.strip() for line in answer.dial_in if line.strip()) or None
 
 
-def _provider_create(provider: ConferencingProvider) -> Callable[[_Progress, bool], None]:
+def _provider_create(
+    ctx: ActionContext, provider: ConferencingProvider
+) -> Callable[[_Progress, bool], None]:
     def run(progress: _Progress, retrying: bool) -> None:
-        answer = provider.create_meeting(progress.new)
+        answer = _find_at_provider(ctx, provider, progress.new) if retrying else None
+        if answer is None:
+            answer = provider.create_meeting(progress.new)
         progress.new = dataclasses.replace(
             progress.new,
             provider=provider.name,
@@ -378,6 +382,21 @@ def _provider_create(provider: ConferencingProvider) -> Callable[[_Progress, boo
         progress.dial_in = _dial_in(answer)
 
     return run
+
+
+def _find_at_provider(
+    ctx: ActionContext, provider: ConferencingProvider, meeting: Meeting
+) -> ProviderMeeting | None:
+    """The provider meeting an interrupted create may have made: one with the meeting's
+    subject and times that no stored meeting of the org uses."""
+    for found in provider.find_created(meeting):
+        with ctx.store.transaction() as uow:
+            users = uow.meetings.find_by_provider_meeting(
+                provider.name, found.id, org_id=ctx.org_id
+            )
+        if not users:
+            return found
+    return None
 
 
 def _provider_remove(provider: ConferencingProvider) -> Callable[[_Progress], None]:
