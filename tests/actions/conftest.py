@@ -67,15 +67,15 @@ class Rig:
     """One CRM and one conferencing provider on a sandbox, with fault controls and views
     of what each emulator holds."""
 
-    def __init__(self, crm: str, provider: str, box: Sandbox) -> None:
+    def __init__(self, crm: str, provider: str, box: Sandbox, *, timeout: float = 10.0) -> None:
         harness = _load(TESTS / "contract" / f"harness_{crm}.py", f"actions_harness_{crm}")
         self.name = f"{crm}-{provider}"
         self.crm = crm
         self.provider_vendor = provider
         self.sandbox = box
-        self.connector: Connector = harness.make_connector(box)
+        self.connector: Connector = harness.make_connector(box, timeout=timeout)
         build = providers.build_zoom if provider == "zoom" else providers.build_goto
-        self.provider: ConferencingProvider = build(box, [])
+        self.provider: ConferencingProvider = build(box, [], timeout=timeout)
         stored = providers._zoom_stored if provider == "zoom" else providers._goto_stored
         self.provider_meeting: Callable[[str], Mapping[str, Any]] = stored(box)
         self.related: RecordRef = harness.related_record(box)

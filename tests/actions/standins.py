@@ -125,6 +125,15 @@ class MemoryProvider:
         url = f"https://meet.example/j/{pid}"
         return ProviderMeeting("memory", pid, url, dial_in=("+1 555 0100", "PIN 1234#"))
 
+    def find_created(self, meeting: Meeting) -> list[ProviderMeeting]:
+        return [
+            ProviderMeeting("memory", pid, f"https://meet.example/j/{pid}")
+            for pid, (held, state) in self.meetings.items()
+            if state == "live"
+            and (held.subject, held.start, held.end)
+            == (meeting.subject, meeting.start, meeting.end)
+        ]
+
     def _set(self, pid: str, operation: str, meeting: Meeting | None, state: str) -> None:
         kind = self.faults.before("memory-provider", operation)
         if pid not in self.meetings:

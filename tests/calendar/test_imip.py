@@ -70,6 +70,9 @@ def test_headers_name_sender_recipient_and_subject(meeting: Meeting) -> None:
     assert message["Subject"] == "Invitation: Quarterly review" == mail.subject
     assert message["Message-ID"] == mail.message_id
     assert message["Date"] == "Sun, 01 Mar 2026 08:00:00 +0000"
+    assert message["Content-Class"] == "urn:content-classes:calendarmessage"  # Outlook's hint
+    assert message["MIME-Version"] == "1.0"
+    assert [part["MIME-Version"] for part in message.walk()][1:] == [None] * 5
     text = message.get_body(("plain",))
     assert text is not None
     assert "Olga Organizer invited you" in text.get_content()
@@ -120,6 +123,9 @@ def test_message_id_is_stable_per_uid_sequence_method_recipient(meeting: Meeting
     first = imip.compose(meeting, ics.plan_new(meeting), sender=SENDER, now=NOW)
     again = imip.compose(meeting, ics.plan_new(meeting), sender=SENDER, now=NOW)
     assert [m.raw for m in again] == [m.raw for m in first]  # boundaries too
+    # below the envelope, one delivery's messages are the same bytes (built once)
+    bodies = {m.raw.partition(b"MIME-Version: 1.0\r\n")[2] for m in first}
+    assert len(bodies) == 1
     assert len({m.message_id for m in first}) == 2
     assert len({m.idempotency_key for m in first}) == 2
     moved, change = meeting.revise(location="Room 5")

@@ -71,33 +71,46 @@ class Harness:
         return [meeting_id for _, meeting_id in sorted(rows)]
 
 
-def _settings(sandbox: Sandbox, vendor: str, sleeps: list[float]) -> HttpSettings:
+def _settings(
+    sandbox: Sandbox, vendor: str, sleeps: list[float], timeout: float = 10.0
+) -> HttpSettings:
     return HttpSettings(
         api_url=sandbox.url(vendor),
         token_url=sandbox.url(vendor) + "/oauth/token",
         verify=sandbox.ssl_context(),
-        timeout=10.0,
+        timeout=timeout,
         retry=POLICY,
         sleep=sleeps.append,
     )
 
 
 def build_zoom(
-    sandbox: Sandbox, sleeps: list[float], secret: str | None = None, page_size: int = 300
+    sandbox: Sandbox,
+    sleeps: list[float],
+    secret: str | None = None,
+    page_size: int = 300,
+    *,
+    timeout: float = 10.0,
 ) -> ZoomProvider:
     credentials = AccountCredentials(
         "sandbox-account", "sandbox-client", secret or sandbox.refresh_token("zoom")
     )
-    return ZoomProvider(credentials, _settings(sandbox, "zoom", sleeps), page_size=page_size)
+    settings = _settings(sandbox, "zoom", sleeps, timeout)
+    return ZoomProvider(credentials, settings, page_size=page_size)
 
 
 def build_goto(
-    sandbox: Sandbox, sleeps: list[float], secret: str | None = None, page_size: int = 0
+    sandbox: Sandbox,
+    sleeps: list[float],
+    secret: str | None = None,
+    page_size: int = 0,
+    *,
+    timeout: float = 10.0,
 ) -> GoToProvider:
     """GoTo does not page: ``page_size`` is accepted and has nothing to change."""
     refresh = secret or sandbox.refresh_token("goto", subject=SEED_ORGANIZER)
     grant = RefreshTokenGrant("sandbox-client", "sandbox-secret", refresh)
-    return GoToProvider(grant, _settings(sandbox, "goto", sleeps))
+    return GoToProvider(grant, _settings(sandbox, "goto", sleeps, timeout))
 
 
 def _zoom_stored(sandbox: Sandbox) -> Callable[[str], Mapping[str, Any]]:
@@ -151,7 +164,9 @@ def harness(request: pytest.FixtureRequest, sandbox_factory: SandboxFactory) -> 
         create_endpoint=(
             "/v2/users/{userId}/meetings" if vendor == "zoom" else "/G2M/rest/v2/meetings"
         ),
-        build=lambda secret=None, page_size=300: build(sandbox, sleeps, secret, page_size),
+        build=lambda secret=None, page_size=300, timeout=10.0: build(
+            sandbox, sleeps, secret, page_size, timeout=timeout
+        ),
         stored=_zoom_stored(sandbox) if vendor == "zoom" else _goto_stored(sandbox),
     )
     harness.providers.append(provider)

@@ -16,7 +16,7 @@ from crm_meetings.errors import (
 )
 from crm_meetings.model import CrmKind, Meeting, Person, new_meeting
 from crm_meetings.sandbox.base import FaultKind, FaultPlan
-from crm_meetings.sandbox.middleware import DROPPED
+from crm_meetings.sandbox.middleware import DROPPED, TIMED_OUT
 
 from .conftest import POLICY, SEED_ORGANIZER, Harness
 
@@ -260,6 +260,33 @@ def test_a_dropped_connection_is_retried_for_reads(harness: Harness) -> None:
     assert harness.sandbox.calls.count(harness.vendor, status=DROPPED) == 1
     assert len(harness.sleeps) == 1
     assert math.isfinite(harness.sleeps[0])
+
+
+def test_a_timed_out_create_is_not_replayed_and_is_found_again(harness: Harness) -> None:
+    """The vendor made the meeting but the answer never came: ``find_created`` finds it
+    (by subject and times, as GoTo lists upcoming meetings: in the sandbox's future)."""
+    provider = harness.build(timeout=0.3)
+    harness.providers.append(provider)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=3)
+    meeting = a_meeting(start=start, end=start + timedelta(minutes=45))
+    other = a_meeting(start=start + timedelta(hours=1), end=start + timedelta(hours=2))
+    made_first = provider.create_meeting(other)
+    harness.sandbox.set_faults(
+        harness.vendor,
+        FaultPlan(fail_next=1, fail_kind=FaultKind.TIMEOUT, hold=1.0),
+        endpoint=harness.create_endpoint,
+        method="POST",
+    )
+    with pytest.raises(RemoteError):
+        provider.create_meeting(meeting)
+    harness.sandbox.clear_faults(harness.vendor)
+    assert harness.sandbox.calls.count(harness.vendor, status=TIMED_OUT) == 1
+    found = provider.find_created(meeting)
+    assert len(found) == 1
+    assert found[0].id != made_first.id
+    assert not harness.stored(found[0].id)["deleted"]
+    assert found[0].join_url
+    assert [m.id for m in provider.find_created(other)] == [made_first.id]
 
 
 def test_check_reports_credentials_and_api(harness: Harness) -> None:

@@ -11,13 +11,14 @@ from crm_meetings.transport import RetryPolicy
 VENDOR = "hubspot"
 
 
-def make_connector(sandbox: Sandbox) -> Connector:
+def make_connector(sandbox: Sandbox, *, timeout: float = 10.0) -> Connector:
     connector = HubSpotConnector(
         sandbox.token(VENDOR),
         base_url=sandbox.url(VENDOR),
         ca_path=sandbox.ca_path,
         oauth=OAuthCredentials(sandbox.refresh_token(VENDOR), "client-id", "client-secret"),
         retry_policy=RetryPolicy(attempts=4, base=0.01, cap=0.05),
+        timeout=timeout,
     )
     connector.load_owners()  # what a worker does once at startup; batch counts measure writes
     stop = sandbox.stop

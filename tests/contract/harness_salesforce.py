@@ -12,7 +12,7 @@ VENDOR = "salesforce"
 FAST_RETRIES = RetryPolicy(attempts=4, base=0.01, cap=0.05)
 
 
-def make_connector(sandbox: Sandbox) -> SalesforceConnector:
+def make_connector(sandbox: Sandbox, *, timeout: float = 10.0) -> SalesforceConnector:
     """simple-salesforce over HTTPS to the emulator, with a refresh token and tiny waits."""
     url = sandbox.url(VENDOR)
     connector = SalesforceConnector(
@@ -23,7 +23,7 @@ def make_connector(sandbox: Sandbox) -> SalesforceConnector:
         client_secret="sandbox-secret",
         token_url=f"{url}/services/oauth2/token",
         ca_path=sandbox.ca_path,
-        timeout=10,
+        timeout=timeout,
         retry_policy=FAST_RETRIES,
     )
     _close_before_stop(sandbox, connector)

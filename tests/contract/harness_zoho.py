@@ -11,7 +11,7 @@ from crm_meetings.transport import RetryPolicy
 VENDOR = "zoho"
 
 
-def make_connector(sandbox: Sandbox) -> Connector:
+def make_connector(sandbox: Sandbox, *, timeout: float = 10.0) -> Connector:
     url = sandbox.url(VENDOR)
     credentials = ZohoCredentials(
         client_id="1000.SANDBOX",
@@ -24,7 +24,7 @@ def make_connector(sandbox: Sandbox) -> Connector:
         api_url=url,
         accounts_url=url,
         verify=sandbox.ca_path,
-        timeout=10.0,
+        timeout=timeout,
         retry_policy=RetryPolicy(attempts=4, base=0.01, cap=0.05),
     )
 

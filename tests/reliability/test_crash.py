@@ -1,12 +1,13 @@
-"""Crash anywhere, for real: the history sync and ``schedule`` run in a child process
-(``child.py``) that is SIGKILLed at seeded points, against one sandbox and one store this
-process owns; then restarted, and the final state checked.
+"""Crash anywhere, for real: the history sync and ``schedule`` run in a worker process
+(forked by ``child.py``'s warm server) that is SIGKILLed at seeded points, against one
+sandbox and one store this process owns; then restarted, and the final state checked.
 
-The child stops at every step boundary (each meeting the sync looks at, before and after
+The worker stops at every step boundary (each meeting the sync looks at, before and after
 each CRM batch write; each step of an action) until told to go on. A kill point is a step
-number and a delay: 0 kills the child while it waits at that boundary; otherwise it is let
+number and a delay: 0 kills the worker while it waits at that boundary; otherwise it is let
 go and killed that many seconds later — anywhere inside the next step, mid-HTTP-call or
-mid-transaction. ``RELIABILITY_KILL_POINTS`` (default 20) sets how many, half for each.
+mid-transaction. ``RELIABILITY_KILL_POINTS`` (default 110) sets how many, half for each;
+``RELIABILITY_SEED`` the seed (the same seed kills at the same points).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -40,7 +42,7 @@ from crm_meetings.store import Store, upgrade
 
 TESTS = Path(__file__).parent.parent
 CHILD = Path(__file__).parent / "child.py"
-KILL_POINTS = int(os.environ.get("RELIABILITY_KILL_POINTS", "20"))
+KILL_POINTS = int(os.environ.get("RELIABILITY_KILL_POINTS", "110"))
 SEED = int(os.environ.get("RELIABILITY_SEED", "20261123"))
 
 
@@ -98,45 +100,94 @@ class Outcome:
     done: dict[str, Any] | None = None
 
 
-def run_child(config: dict[str, Any], workdir: Path, kill_at: int | None, delay: float) -> Outcome:
-    """Run the child; SIGKILL it at step ``kill_at`` (``delay`` seconds after letting it go)."""
+class Forker:
+    """``child.py``'s warm server: starts once, forks one worker per run."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.errors_path = workdir / "child.stderr"
+        self.control, theirs = socket.socketpair()
+        with self.errors_path.open("wb") as errors:
+            self.server = subprocess.Popen(
+                [sys.executable, str(CHILD), "serve", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=errors,
+                stderr=errors,
+            )
+        theirs.close()
+        self.replies = self.control.makefile("r", encoding="utf-8")
+        assert self._reply("ready") == "", self.errors()
+
+    def errors(self) -> str:
+        return self.errors_path.read_text(encoding="utf-8", errors="replace")
+
+    def _reply(self, word: str) -> str:
+        line = self.replies.readline()
+        assert line.startswith(word), (line, self.errors())
+        return line[len(word) :].strip()
+
+    def fork(self, config_path: Path) -> tuple[int, socket.socket]:
+        """A worker running ``config_path``; its pid and the parent's end of its socket."""
+        mine, theirs = socket.socketpair()
+        socket.send_fds(self.control, [f"{config_path}\n".encode()], [theirs.fileno()])
+        theirs.close()
+        return int(self._reply("pid")), mine
+
+    def wait(self) -> int:
+        """Reap the last worker: its exit code (negative: the signal that ended it)."""
+        self.control.sendall(b"wait\n")
+        return int(self._reply("exit"))
+
+    def close(self) -> None:
+        self.replies.close()
+        self.control.close()
+        self.server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def forker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forker]:
+    server = Forker(tmp_path_factory.mktemp("forker"))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def run_child(
+    forker: Forker, config: dict[str, Any], workdir: Path, kill_at: int | None, delay: float
+) -> Outcome:
+    """Run a worker; SIGKILL it at step ``kill_at`` (``delay`` seconds after letting it go)."""
     path = workdir / "child.json"
     path.write_text(json.dumps(config), encoding="utf-8")
-    errors = workdir / "child.stderr"
     outcome = Outcome(killed=False)
+    pid, channel = forker.fork(path)
+    killing = False
     with (
-        errors.open("wb") as stderr,
-        subprocess.Popen(
-            [sys.executable, str(CHILD), str(path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        ) as child,
+        channel,
+        channel.makefile("r", encoding="utf-8") as lines,
+        channel.makefile("w", encoding="utf-8") as answers,
     ):
-        assert child.stdin is not None
-        assert child.stdout is not None
-        for line in child.stdout:
-            if line.startswith("step "):
+        for line in lines:
+            if line.startswith("step ") and not killing:
                 outcome.steps.append(line[5:].strip())
                 if len(outcome.steps) == kill_at:
                     if delay:
-                        child.stdin.write("go\n")
-                        child.stdin.flush()
+                        answers.write("go\n")
+                        answers.flush()
                         _sleep(delay)
-                    os.kill(child.pid, signal.SIGKILL)
-                    outcome.killed = True
-                    break
-                child.stdin.write("go\n")
-                child.stdin.flush()
+                    os.kill(pid, signal.SIGKILL)  # not reaped yet: still this worker's pid
+                    killing = True
+                    continue
+                answers.write("go\n")
+                answers.flush()
             elif line.startswith("done "):
                 outcome.done = json.loads(line[5:])
-        child.wait()
+    returncode = forker.wait()
+    # a kill that came after the worker had finished (its last step was short) is no kill
+    outcome.killed = returncode == -signal.SIGKILL
     if not outcome.killed:
-        assert child.returncode == 0, errors.read_text(encoding="utf-8", errors="replace")
+        assert returncode == 0, forker.errors()
         assert outcome.done is not None
-    else:
-        assert child.returncode == -signal.SIGKILL
     return outcome
 
 
@@ -164,7 +215,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 
 
 def test_the_sync_killed_anywhere_then_rerun_writes_every_session_exactly_once(
-    world: Any, tmp_path: Path, tally: Counter[str]
+    world: Any, forker: Forker, tmp_path: Path, tally: Counter[str]
 ) -> None:
     kills = math.ceil(KILL_POINTS / 2 / len(SYNC_RIGS))
     rng = random.Random(f"{SEED}-sync-{world.crm}")
@@ -183,7 +234,7 @@ def test_the_sync_killed_anywhere_then_rerun_writes_every_session_exactly_once(
         # a killed run keeps its lease (30 minutes): each restart comes after it ran out
         now = sync_world.NOW + timedelta(minutes=31 * attempt)
         attempt += 1
-        return run_child(config | {"now": now.isoformat()}, tmp_path, kill_at, delay)
+        return run_child(forker, config | {"now": now.isoformat()}, tmp_path, kill_at, delay)
 
     for _ in range(kills):
         # steps of a run: each meeting that ran, and 2 around the CRM batch write
@@ -281,7 +332,7 @@ def action_world(
 
 
 def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
-    action_world: ActionWorld, tally: Counter[str], tmp_path: Path
+    action_world: ActionWorld, forker: Forker, tally: Counter[str], tmp_path: Path
 ) -> None:
     rig, store, clock = action_world.rig, action_world.store, action_world.clock
     kills = math.ceil(KILL_POINTS / 2 / len(SCHEDULE_RIGS))
@@ -318,7 +369,7 @@ def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
         at, delay = kill_point(rng, 4)
         delay *= 3  # reach into the HTTP calls and the commit
         outcome = run_child(
-            config | {"now": clock().isoformat(), "schedule": asked}, tmp_path, at, delay
+            forker, config | {"now": clock().isoformat(), "schedule": asked}, tmp_path, at, delay
         )
         if outcome.killed:
             tally["kill_points"] += 1
@@ -375,7 +426,7 @@ def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
 
 @pytest.mark.parametrize("action_world", [("salesforce-zoom", "sqlite")], indirect=True)
 def test_delivery_killed_mid_send_loses_nothing_and_repeats_only_by_message_id(
-    action_world: ActionWorld, tally: Counter[str], tmp_path: Path
+    action_world: ActionWorld, forker: Forker, tally: Counter[str], tmp_path: Path
 ) -> None:
     """The outbox's documented bound: a sender killed after the server took a message and
     before ``sent`` was recorded sends it again once stale — the same Message-ID, at most
@@ -404,7 +455,7 @@ def test_delivery_killed_mid_send_loses_nothing_and_repeats_only_by_message_id(
         config |= {"crm": rig.crm, "provider": rig.provider_vendor}
         for _ in range(50):
             at, delay = kill_point(rng, 2 * len(queued))
-            outcome = run_child(config | {"now": clock().isoformat()}, tmp_path, at, delay)
+            outcome = run_child(forker, config | {"now": clock().isoformat()}, tmp_path, at, delay)
             clock.advance(minutes=11)  # past stale_after: rows left in `sending` are due again
             if not outcome.killed:
                 break

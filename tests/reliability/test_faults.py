@@ -1,5 +1,8 @@
-"""Faults: 20 % of every vendor's answers are 429 or 5xx during a history sync and during a
-meeting's whole life cycle; retrying what failed reaches the clean run's final state.
+"""Faults: 20 % of every vendor's answers are 429s, 5xx, dropped connections or timeouts
+(the request carried out, its answer held past the client's read timeout) during a history
+sync and during a meeting's whole life cycle, and every access token expires mid-cycle;
+retrying what failed reaches the clean run's final state: nothing duplicated (a timed-out
+create is found again, not made twice), nothing lost.
 
 The worlds and rigs are the crash suite's (``test_crash.py``, the sync and action suites'
 own); the clean life cycle's mail is what ``tests/actions``' life-cycle test expects.
@@ -7,11 +10,12 @@ own); the clean life cycle's mail is what ``tests/actions``' life-cycle test exp
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -29,7 +33,8 @@ from crm_meetings.actions import (
 )
 from crm_meetings.errors import RemoteError
 from crm_meetings.model import MeetingStatus
-from crm_meetings.sandbox.base import FaultPlan
+from crm_meetings.sandbox.base import FaultKind, FaultPlan
+from crm_meetings.sandbox.middleware import DROPPED, TIMED_OUT
 from crm_meetings.sandbox.testing import SandboxFactory
 from crm_meetings.store import Store, SyncRunStatus, upgrade
 
@@ -45,15 +50,37 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 crash = _load(Path(__file__).parent / "test_crash.py", "reliability_faults_crash")
-#: 10 % 429 + 10 % 503 at random, and the first call fails for sure (a sync makes few CRM
-#: calls, so chance alone might spare the CRM)
-FLAKY = FaultPlan(rate_limited=0.1, server_error=0.1, retry_after=0.01, fail_next=1)
+#: the clients' read timeout in these tests; a timed-out answer is held twice as long
+READ_TIMEOUT = 0.5
+#: 5 % each of 429, 503, dropped connections and timeouts at random, and the first call
+#: fails for sure (a sync makes few CRM calls, so chance alone might spare the CRM)
+FLAKY = FaultPlan(
+    rate_limited=0.05,
+    server_error=0.05,
+    drop=0.05,
+    timeout=0.05,
+    hold=2 * READ_TIMEOUT,
+    retry_after=0.01,
+    fail_next=1,
+)
+#: where each vendor creates a meeting: the first create times out for sure
+CREATES = {
+    **crash.actions_rigs._CREATES,
+    "zoom": ("POST", "/v2/users/{userId}/meetings"),
+    "goto": ("POST", "/G2M/rest/v2/meetings"),
+}
 T = TypeVar("T")
-FAULTED = {429, 500, 502, 503, 504}
+KINDS = {429: "rate_limited", 500: "server_error", 503: "server_error", 401: "expired_token"}
+KINDS |= {DROPPED: "dropped", TIMED_OUT: "timed_out"}
 
 
-def faulted(sandbox: Any, vendor: str) -> int:
-    return sum(1 for call in sandbox.calls.calls(vendor) if call.status in FAULTED)
+def faulted(sandbox: Any, vendor: str, tally: Counter[str] | None = None) -> int:
+    """The faults ``vendor``'s emulator answered, added to ``tally`` by kind."""
+    kinds = [KINDS[c.status] for c in sandbox.calls.calls(vendor) if c.status in KINDS]
+    if tally is not None:
+        tally.update(f"fault_{kind}" for kind in kinds)
+        tally["faults"] += len(kinds)
+    return len(kinds)
 
 
 def until_done(attempt: Callable[[], T], tally: Counter[str], tries: int = 30) -> T:
@@ -72,7 +99,7 @@ def until_done(attempt: Callable[[], T], tally: Counter[str], tries: int = 30) -
 def test_a_sync_under_twenty_percent_faults_reaches_the_clean_state(
     crm: str, provider: str, tmp_path: Path, tally: Counter[str]
 ) -> None:
-    with crash.sync_world.built_world(crm, provider, 30, tmp_path) as world:
+    with crash.sync_world.built_world(crm, provider, 30, tmp_path, timeout=READ_TIMEOUT) as world:
         for vendor in (crm, provider):
             world.sandbox.faults.set(vendor, FLAKY)
 
@@ -84,9 +111,9 @@ def test_a_sync_under_twenty_percent_faults_reaches_the_clean_state(
 
         until_done(run, tally)
         tally["fault_runs"] += 1
-        assert faulted(world.sandbox, crm)
-        assert faulted(world.sandbox, provider)
         world.sandbox.faults.clear()
+        assert faulted(world.sandbox, crm, tally)
+        assert faulted(world.sandbox, provider, tally)
         in_crm = [crash.session_key(crm, row) for row in world.crm_sessions()]
         with world.store.transaction() as uow:
             stored = sorted(
@@ -108,9 +135,13 @@ def faulty(
     request: pytest.FixtureRequest, sandbox_factory: SandboxFactory, sqlite_url: str
 ) -> Iterator[tuple[Any, ActionContext, Store]]:
     crm, provider = request.param.split("-")
-    rig = crash.actions_rigs.Rig(crm, provider, sandbox_factory([crm, provider]))
+    rig = crash.actions_rigs.Rig(
+        crm, provider, sandbox_factory([crm, provider]), timeout=READ_TIMEOUT
+    )
     upgrade(sqlite_url)
-    clock = crash.Clock(crash.T0)
+    # the rep's clock is the sandbox's (real time): GoTo lists *upcoming* meetings by it,
+    # and a create whose answer was lost is looked for among them
+    clock = crash.Clock(datetime.now(UTC).replace(microsecond=0))
     numbers = iter(range(1, 10**6))
     try:
         with Store(sqlite_url, clock=clock) as store:
@@ -134,6 +165,9 @@ def test_a_life_cycle_under_twenty_percent_faults_sends_what_a_clean_one_sends(
     suite = crash.actions_suite
     for vendor in (rig.crm, rig.provider_vendor):
         rig.sandbox.faults.set(vendor, FLAKY)
+        method, endpoint = CREATES[vendor]
+        timing_out = dataclasses.replace(FLAKY, fail_kind=FaultKind.TIMEOUT)
+        rig.sandbox.faults.set(vendor, timing_out, method=method, endpoint=endpoint)
     request = suite.schedule_request(ctx, rig)
     meeting = until_done(lambda: schedule(ctx, request), tally).meeting
     changes: list[dict[str, Any]] = [
@@ -156,9 +190,9 @@ def test_a_life_cycle_under_twenty_percent_faults_sends_what_a_clean_one_sends(
         lambda: cancel(ctx, MeetingRequest(idempotency_key="k-cancel", meeting=meeting.id)), tally
     )
     tally["fault_runs"] += 1
-    assert faulted(rig.sandbox, rig.crm)
-    assert faulted(rig.sandbox, rig.provider_vendor)
     rig.clear()
+    assert faulted(rig.sandbox, rig.crm, tally)
+    assert faulted(rig.sandbox, rig.provider_vendor, tally)
 
     assert rig.crm_uids() == [meeting.uid], "one CRM record"
     assert rig.crm_status(meeting.crm_record_id) is MeetingStatus.CANCELLED

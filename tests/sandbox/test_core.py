@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from crm_meetings.errors import ConflictError, NotFoundError, ValidationError
 from crm_meetings.sandbox import registry
 from crm_meetings.sandbox.base import FaultKind, FaultPlan, Faults, SandboxEnv
-from crm_meetings.sandbox.middleware import DROPPED, route_template
+from crm_meetings.sandbox.middleware import DROPPED, TIMED_OUT, route_template
 from crm_meetings.sandbox.seed import SeedData, SeedSpec
 from crm_meetings.sandbox.server import Sandbox
 from crm_meetings.sandbox.testing import SandboxFactory
@@ -243,6 +243,17 @@ def test_a_dropped_connection_is_a_client_side_error(tiny: Sandbox, client: http
         client.get("/items/meeting-0")
     assert client.get("/items/meeting-0").status_code == 200
     assert [c.status for c in tiny.calls.calls("tiny")] == [DROPPED, 200]
+
+
+def test_a_timed_out_request_was_carried_out(tiny: Sandbox, client: httpx.Client) -> None:
+    """The client gives up before the held answer: it cannot tell, but the item exists."""
+    tiny.set_faults("tiny", FaultPlan(fail_next=1, fail_kind=FaultKind.TIMEOUT, hold=1.0))
+    before = len(tiny.state("tiny")["items"])
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/items", json={"subject": "held"}, timeout=0.2)
+    assert len(tiny.state("tiny")["items"]) == before + 1
+    assert client.get("/items/meeting-0").status_code == 200
+    assert [c.status for c in tiny.calls.calls("tiny")] == [TIMED_OUT, 200]
 
 
 def test_clearing_faults_restores_normal_answers(tiny: Sandbox, client: httpx.Client) -> None:

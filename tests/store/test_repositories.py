@@ -82,6 +82,11 @@ def test_lookups_by_uid_crm_record_provider_record_and_organizer(
         assert meetings.find_by_crm_record("salesforce", str(second.crm_record_id)) == second
         assert meetings.find_by_crm_record(CrmKind.HUBSPOT, str(second.crm_record_id)) is None
         assert meetings.find_by_crm_record("salesforce", "x", org_id="other") is None
+        # by the CRM's record id first, else by our own id; in the org only
+        assert meetings.find_by_reference("salesforce", str(second.crm_record_id)) == second
+        assert meetings.find_by_reference(CrmKind.HUBSPOT, first.id) == first
+        assert meetings.find_by_reference("salesforce", first.id, org_id="other") is None
+        assert meetings.find_by_reference("salesforce", "nothing") is None
         assert meetings.find_by_provider_meeting("zoom", "850") == [first, second]
         assert meetings.list_for_record(RecordRef("Account", "001A")) == [first]
         # the second meeting's first invitee is that Contact: it shows on the Contact's page

@@ -81,8 +81,11 @@ class World:
 
 
 @contextmanager
-def built_world(crm: str, provider_name: str, meetings: int, tmp_path: Path) -> Iterator[World]:
-    """A sandbox with one CRM and one provider, our copy of every seeded meeting in both."""
+def built_world(
+    crm: str, provider_name: str, meetings: int, tmp_path: Path, *, timeout: float = 10.0
+) -> Iterator[World]:
+    """A sandbox with one CRM and one provider, our copy of every seeded meeting in both
+    (``timeout``: the clients' read timeout)."""
     seed = SeedSpec(
         seed=11, meetings=meetings, organizers=1, records=3, started_share=0.6,
         provider=provider_name,
@@ -92,9 +95,9 @@ def built_world(crm: str, provider_name: str, meetings: int, tmp_path: Path) -> 
     store_url = f"sqlite+pysqlite:///{tmp_path / 'sync.db'}"
     upgrade(store_url)
     store = Store(store_url)
-    connector = HARNESSES[crm].make_connector(sandbox)
+    connector = HARNESSES[crm].make_connector(sandbox, timeout=timeout)
     build = PROVIDERS.build_zoom if provider_name == "zoom" else PROVIDERS.build_goto
-    provider = build(sandbox, [])
+    provider = build(sandbox, [], timeout=timeout)
     try:
         assert sandbox.data is not None
         ours = _schedule(sandbox.data, crm, provider_name, connector, store)

@@ -15,16 +15,20 @@ saved progress. Every attempt, replay and refusal after the claim writes an audi
 (``action_audit``: who, what, when, outcome).
 
 Order and compensation. Remote calls come first, each recorded in the key's progress as
-*started* before and *done* after it; our store row, the outbox messages and the result
-are written last, in one transaction. So an invitee is never told of anything that is not
-saved in the CRM and in our store, and the outbox (not SMTP) carries the mail.
+*started* before and *done* after it (one write carries one step's end and the next
+step's start; the claim carries the first step's start, the commit the last step's end);
+our store row, the outbox messages and the result are written last, in one transaction.
+So an invitee is never told of anything that is not saved in the CRM and in our store,
+and the outbox (not SMTP) carries the mail.
 
 * schedule: provider create (join URL) → CRM create → commit (meeting row, REQUEST to
   every invitee). If the CRM *refused* the record (4xx, rate limit, validation), the
   provider meeting is deleted again and the key is free to retry from scratch. If the
   outcome is unknown (5xx, timeout, dropped connection) the provider meeting is kept so a
   CRM record that may exist never points to a missing one; the retry looks for our record
-  by UID on the first related record before creating it again.
+  by UID on the first related record before creating it again. Likewise a provider create
+  whose outcome is unknown (timeout, dropped connection, crash) is looked for on retry
+  (``find_created``: same subject and times, not used by a stored meeting) and adopted.
 * edit: stale checks first (our version, then the CRM's modified time) → provider update
   → CRM update (the connector writes the fields the change names) → commit (REQUEST to
   kept and added invitees, CANCEL to removed ones, SEQUENCE bumped by ``revise``). A CRM
@@ -52,10 +56,12 @@ meeting; ``ctx.related`` (default :func:`related_records_visible`) says whether 
 organizer may schedule on its related records: the CRM, asked with the org's
 credentials, must say each record exists and is visible.
 
-Known windows: a crash after a provider create succeeded but before its progress was
-saved leaves one provider meeting nobody points to (providers offer no idempotency key);
-a retry of an edit or cancel re-sends the same update, which connectors apply
-idempotently. ``ctx.hook`` is called at every step boundary, so tests can crash there.
+Known windows: providers offer no idempotency key, so a provider meeting made by a create
+whose answer was lost is found again only by its subject and times (Zoom: the host's
+scheduled meetings; GoTo: the organizer's upcoming ones); one that moved out of that
+listing meanwhile is left behind, nobody pointing to it. A retry of an edit or cancel
+re-sends the same update, which connectors apply idempotently. ``ctx.hook`` is called at
+every step boundary, so tests can crash there.
 """
 
 from crm_meetings.actions.context import (

@@ -20,7 +20,6 @@ from sqlalchemy import exc
 from crm_meetings.actions.tables import ActionAuditRow, ActionRequestRow, MeetingConferencingRow
 from crm_meetings.errors import ConflictError
 from crm_meetings.store import Repository
-from crm_meetings.store.tables import MeetingRow
 
 __all__ = ["ActionLedger", "AuditEntry", "LedgerEntry", "LedgerStatus"]
 
@@ -76,6 +75,14 @@ def _in_progress(key: str) -> ConflictError:
     return ConflictError(
         f"The request with idempotency key {key} is being processed right now",
         hint="Wait a moment, then repeat the request with the same key to get its result.",
+    )
+
+
+def _disappeared(key: str) -> ConflictError:
+    """Only reachable if someone deleted the request's row under us."""
+    return ConflictError(
+        f"The request with idempotency key {key} disappeared",
+        hint="Repeat the request with a new idempotency key.",
     )
 
 
@@ -138,10 +145,8 @@ class ActionLedger(Repository):
             raise _in_progress(key)
 
     def progress(self, org_id: str, key: str, state: dict[str, Any]) -> None:
-        """Save an attempt's progress (still leased)."""
-        row = self._existing(org_id, key)
-        row.state = state
-        row.updated_at = self.clock()
+        """Save an attempt's progress (still leased): one UPDATE, no read."""
+        self._update(org_id, key, state=state, updated_at=self.clock())
 
     def release(self, org_id: str, key: str, state: dict[str, Any], error: dict[str, Any]) -> None:
         """An attempt failed: save its progress and error, and free the key for a retry."""
@@ -152,15 +157,20 @@ class ActionLedger(Repository):
         row.updated_at = self.clock()
 
     def complete(self, org_id: str, key: str, *, meeting_id: str, result: dict[str, Any]) -> None:
-        """The request succeeded: keep its result for repeats."""
-        row = self._existing(org_id, key)
-        row.status = LedgerStatus.SUCCEEDED.value
-        row.meeting_id = meeting_id
-        row.result = result
-        row.state = {}
-        row.lease_until = None
-        row.last_error = None
-        row.updated_at = row.completed_at = self.clock()
+        """The request succeeded: keep its result for repeats (one UPDATE, no read)."""
+        now = self.clock()
+        self._update(
+            org_id,
+            key,
+            status=LedgerStatus.SUCCEEDED.value,
+            meeting_id=meeting_id,
+            result=result,
+            state={},
+            lease_until=None,
+            last_error=None,
+            updated_at=now,
+            completed_at=now,
+        )
 
     def pending(self, org_id: str) -> list[LedgerEntry]:
         """Unfinished requests, oldest first (for an admin, or a sweeper)."""
@@ -231,13 +241,6 @@ class ActionLedger(Repository):
         row = self.session.get(MeetingConferencingRow, meeting_id)
         return None if row is None else row.dial_in
 
-    def meeting_org(self, meeting_id: str) -> str | None:
-        """The org a stored meeting belongs to, or ``None`` if there is no such meeting."""
-        org: str | None = self.session.scalar(
-            sa.select(MeetingRow.org_id).where(MeetingRow.id == meeting_id)
-        )
-        return org
-
     # --- rows --------------------------------------------------------------------------
 
     def _row(self, org_id: str, key: str) -> ActionRequestRow | None:
@@ -247,8 +250,18 @@ class ActionLedger(Repository):
             .execution_options(populate_existing=True)
         ).one_or_none()
 
+    def _update(self, org_id: str, key: str, **values: Any) -> None:
+        table = ActionRequestRow
+        result = self.session.execute(
+            sa.update(table)
+            .where(table.org_id == org_id, table.idempotency_key == key)
+            .values(**values)
+        )
+        if int(getattr(result, "rowcount", 0)) != 1:
+            raise _disappeared(key)
+
     def _existing(self, org_id: str, key: str) -> ActionRequestRow:
         row = self._row(org_id, key)
-        if row is None:  # only reachable if someone deleted the row under us
-            raise ConflictError(f"The request with idempotency key {key} disappeared")
+        if row is None:
+            raise _disappeared(key)
         return row

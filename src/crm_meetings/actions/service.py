@@ -221,7 +221,8 @@ def sweep(ctx: ActionContext) -> list[SweepOutcome]:
         try:
             with _ledger(ctx) as ledger:
                 ledger.take(ctx.org_id, entry.key, lease_until=now + ctx.lease)
-            _advance(dataclasses.replace(ctx, actor=Person(entry.actor)), kind, entry.key, progress)
+            acting = dataclasses.replace(ctx, actor=Person(entry.actor))
+            _advance(acting, kind, entry.key, progress, earlier=frozenset(progress.attempted))
         except Exception as error:  # reported per request; the others still run
             outcomes.append(SweepOutcome(entry.key, kind, False, _describe(error)))
         else:
@@ -350,11 +351,9 @@ def _check_crm_unchanged(ctx: ActionContext, meeting: Meeting) -> None:
 
 
 def _locate(uow: UnitOfWork, ctx: ActionContext, ref: str) -> Meeting:
-    by_record = uow.meetings.find_by_crm_record(ctx.connector.crm, ref, org_id=ctx.org_id)
-    if by_record is not None:
-        return by_record
-    if uow.repository(ActionLedger).meeting_org(ref) == ctx.org_id:
-        return uow.meetings.get(ref)
+    found = uow.meetings.find_by_reference(ctx.connector.crm, ref, org_id=ctx.org_id)
+    if found is not None:
+        return found
     raise NotFoundError(
         f"No meeting {ref} (by id, or by {ctx.connector.crm} record id) in this organisation",
         hint="Check the id; `crm-meetings meeting show` lists what is stored.",
@@ -373,7 +372,7 @@ def _steps(ctx: ActionContext, kind: ActionKind, progress: _Progress) -> list[_S
     steps: list[_Step] = []
     if kind is ActionKind.SCHEDULE:
         if provider is not None:
-            create, remove = _provider_create(provider), _provider_remove(provider)
+            create, remove = _provider_create(ctx, provider), _provider_remove(provider)
             steps.append(_Step("provider.create", create, remove))
         steps.append(_Step("crm.create", _crm_create(ctx)))
     elif kind is ActionKind.EDIT:
@@ -406,9 +405,13 @@ def _dial_in(answer: ProviderMeeting) -> str | None:
     return "\n".join(line.strip() for line in answer.dial_in if line.strip()) or None
 
 
-def _provider_create(provider: ConferencingProvider) -> Callable[[_Progress, bool], None]:
+def _provider_create(
+    ctx: ActionContext, provider: ConferencingProvider
+) -> Callable[[_Progress, bool], None]:
     def run(progress: _Progress, retrying: bool) -> None:
-        answer = provider.create_meeting(progress.new)
+        answer = _find_at_provider(ctx, provider, progress.new) if retrying else None
+        if answer is None:
+            answer = provider.create_meeting(progress.new)
         progress.new = dataclasses.replace(
             progress.new,
             provider=provider.name,
@@ -418,6 +421,21 @@ def _provider_create(provider: ConferencingProvider) -> Callable[[_Progress, boo
         progress.dial_in = _dial_in(answer)
 
     return run
+
+
+def _find_at_provider(
+    ctx: ActionContext, provider: ConferencingProvider, meeting: Meeting
+) -> ProviderMeeting | None:
+    """The provider meeting an interrupted create may have made: one with the meeting's
+    subject and times that no stored meeting of the org uses."""
+    for found in provider.find_created(meeting):
+        with ctx.store.transaction() as uow:
+            users = uow.meetings.find_by_provider_meeting(
+                provider.name, found.id, org_id=ctx.org_id
+            )
+        if not users:
+            return found
+    return None
 
 
 def _provider_remove(provider: ConferencingProvider) -> Callable[[_Progress], None]:
@@ -500,8 +518,13 @@ def _mutate(
                 return replay
             ledger.take(ctx.org_id, key, lease_until=ctx.clock() + ctx.lease)
     if entry is not None:
-        return _advance(ctx, kind, key, _Progress.from_json(entry.state))
+        resumed = _Progress.from_json(entry.state)
+        return _advance(ctx, kind, key, resumed, earlier=frozenset(resumed.attempted))
     decided = decide()
+    if isinstance(decided, _Progress):
+        # the first remote step is recorded as started by the claim itself
+        first = _steps(ctx, kind, decided)[:1]
+        decided.attempted.extend(step.name for step in first)
     with _ledger(ctx) as ledger:
         meeting = decided.meeting if isinstance(decided, ActionResult) else decided.new
         ledger.claim(
@@ -526,7 +549,7 @@ def _mutate(
                 {"warnings": list(decided.warnings)},
             )
             return decided
-    return _advance(ctx, kind, key, decided)
+    return _advance(ctx, kind, key, decided, earlier=frozenset())
 
 
 def _same_request(
@@ -542,24 +565,40 @@ def _same_request(
     )
 
 
-def _advance(ctx: ActionContext, kind: ActionKind, key: str, progress: _Progress) -> ActionResult:
-    """Run the steps not yet done, then commit; on failure undo or keep for a retry."""
+def _advance(
+    ctx: ActionContext,
+    kind: ActionKind,
+    key: str,
+    progress: _Progress,
+    *,
+    earlier: frozenset[str],
+) -> ActionResult:
+    """Run the steps not yet done, then commit; on failure undo or keep for a retry.
+
+    ``earlier``: the steps an earlier attempt started (each is run as a retry: it may
+    have been done). A step is recorded as started before it runs and as done after it,
+    and each write carries both the end of one step and the start of the next; the last
+    step's end is written by the commit (a crash before it leaves that step started, and
+    the retry runs it as a retry, as after a crash inside it).
+    """
     ctx.hook(kind, "claimed")
     steps = _steps(ctx, kind, progress)
+    todo = [step for step in steps if step.name not in progress.done]
     current: _Step | None = None
     try:
-        for step in steps:
-            if step.name in progress.done:
-                continue
-            retrying = step.name in progress.attempted
-            if not retrying:
+        for index, step in enumerate(todo):
+            if step.name not in progress.attempted:  # only the first step of a resumed attempt
                 progress.attempted.append(step.name)
                 _save(ctx, key, progress)
             current = step
-            step.run(progress, retrying)
+            step.run(progress, step.name in earlier)
             current = None
             progress.done.append(step.name)
-            _save(ctx, key, progress)
+            following = todo[index + 1].name if index + 1 < len(todo) else None
+            if following is not None:
+                if following not in progress.attempted:
+                    progress.attempted.append(following)
+                _save(ctx, key, progress)
             ctx.hook(kind, step.name)
         ctx.hook(kind, "commit")
         with ctx.store.transaction() as uow:
@@ -610,17 +649,20 @@ def _commit(
         meeting = uow.meetings.add(progress.new, org_id=ctx.org_id)
         ledger.set_dial_in(meeting.id, progress.dial_in)
         plan = plan_new(meeting)
+        dial_in = progress.dial_in
     else:
         meeting = uow.meetings.save(progress.new, expected_version=old.version)
         plan = plan_edit(old, meeting, diff(old, meeting))
+        dial_in = ledger.dial_in(meeting.id) if plan else None
     sender = ctx.sender_for(meeting, uow)
-    mails = compose(
-        meeting, plan, sender=sender, now=ctx.clock(), dial_in=ledger.dial_in(meeting.id)
+    mails = compose(meeting, plan, sender=sender, now=ctx.clock(), dial_in=dial_in)
+    queued = Outbox.enqueue_many(uow, mails)
+    messages = tuple(
+        QueuedMessage.of(mail, new=new) for mail, new in zip(mails, queued, strict=True)
     )
-    messages = tuple(QueuedMessage.of(mail, new=Outbox.enqueue(uow, mail)) for mail in mails)
     if sender.address != meeting.organizer.email:  # the CRM does not capture this mailbox
-        new = [mail for mail, message in zip(mails, messages, strict=True) if message.new]
-        queue_logging(uow, meeting, new, org_id=ctx.org_id)
+        queue_logging(uow, meeting, [m for m, new in zip(mails, queued, strict=True) if new],
+                      org_id=ctx.org_id)  # fmt: skip
     done = (*progress.done, "store.add" if old is None else "store.save")
     booking = _count_in_rotation(uow, kind, progress, meeting, ctx.clock())
     ctx.hook(kind, "store.rotation")  # inside the transaction: a crash here commits nothing

@@ -15,6 +15,12 @@ into RFC 2047 encoded-words by :class:`email.header.Header`, because CPython's f
 leaves the spaces next to encoded-words outside them, where every reader drops them.
 The Message-ID is derived from (UID, SEQUENCE, METHOD, recipient): a resend of the same
 message carries the same id, and the bytes are the same for the same input.
+
+Everything below the envelope headers (From, To, Reply-To, Subject, Date, Message-ID,
+Content-Class) is the same for every recipient of one delivery: :func:`compose` builds
+that MIME entity once (its boundaries derive from UID, SEQUENCE and METHOD) and puts
+each recipient's envelope in front of it; the email package's generator and header
+policy do all the encoding and folding.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.headerregistry import Address
-from email.message import EmailMessage
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
+from email.message import MIMEPart
 from email.policy import SMTP, Policy
 from email.utils import format_datetime
 from typing import Final
@@ -53,6 +59,26 @@ _PREFIX: Final = {
     Notice.UPDATE: "Updated invitation",
     Notice.CANCELLATION: "Cancelled",
 }
+
+
+class _Registry(HeaderRegistry):
+    """The standard header classes, each made once: CPython's registry makes a new class
+    for every header it parses, a good part of the cost of building a message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(key)
+        return made
+
+
+#: the ``SMTP`` policy (CR LF line ends, CR and LF refused in header values)
+_POLICY: Final = SMTP.clone(header_factory=_Registry())
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,17 +150,9 @@ def compose(
     for delivery in deliveries:
         build = cancel if delivery.method is Method.CANCEL else request
         ics = build(meeting, recipients=delivery.recipients, now=now)
+        entity = _entity(meeting, delivery.notice, ics, dial_in)
         for recipient in delivery.recipients:
-            mail = imip_message(
-                meeting,
-                delivery.notice,
-                recipient,
-                ics=ics,
-                sender=sender,
-                now=now,
-                dial_in=dial_in,
-            )
-            mails.append(mail)
+            mails.append(_mail(meeting, delivery.notice, recipient, entity, sender, now))
     return mails
 
 
@@ -149,41 +167,69 @@ def imip_message(
     dial_in: str | None = None,
 ) -> OutgoingMail:
     """One iMIP message; ``ics`` is the calendar from ``request`` or ``cancel``."""
+    entity = _entity(meeting, notice, ics, dial_in)
+    return _mail(meeting, notice, recipient, entity, sender, now)
+
+
+def _entity(meeting: Meeting, notice: Notice, ics: bytes, dial_in: str | None) -> bytes:
+    """The message below its envelope, as sent: MIME-Version, the multipart/mixed
+    Content-Type, then the body parts. The same for every recipient of ``notice``."""
     method = notice.method
     if f"\r\nMETHOD:{method.value}\r\n".encode() not in ics:
         raise ValidationError("ics", f"is not a METHOD:{method.value} calendar")
-    key = idempotency_key(meeting.uid, meeting.sequence, method, recipient.email)
-    mid = message_id(key, sender.domain)
-    subject = subject_line(notice, meeting)
     parts = invitation(meeting, dial_in=dial_in)
     heading = _heading(notice, meeting)
-
-    message = EmailMessage(policy=SMTP)
-    message["From"] = _mailbox("From", sender.name, sender.address)
-    message["To"] = _mailbox("To", recipient.name, recipient.email)
-    if sender.reply_to:
-        message["Reply-To"] = Address(addr_spec=sender.reply_to)
-    message["Subject"] = _text_header("Subject", subject)
-    message["Date"] = format_datetime(utc(now, "now"))
-    message["Message-ID"] = mid
-    message["Content-Class"] = "urn:content-classes:calendarmessage"
+    entity = MIMEPart(policy=_POLICY)
     text = f"{heading}\n\n{render_text(parts)}"
-    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(
+    entity.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    entity.add_alternative(
         _html(heading, parts), subtype="html", charset="utf-8", cte="quoted-printable"
     )
-    message.add_alternative(
+    entity.add_alternative(
         ics,
         maintype="text",
         subtype="calendar",
         cte="base64",
         params={"method": method.value, "charset": "UTF-8"},
     )
-    message.add_attachment(
+    entity.add_attachment(
         ics, maintype="application", subtype="ics", cte="base64", filename=ATTACHMENT_NAME
     )
-    for index, part in enumerate(p for p in message.walk() if p.is_multipart()):
-        part.set_boundary(f"=_crm-meetings_{key[:24]}_{index}")
+    material = "\n".join((meeting.uid, str(meeting.sequence), method.value))
+    seed = hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
+    for index, part in enumerate(p for p in entity.walk() if p.is_multipart()):
+        part.set_boundary(f"=_crm-meetings_{seed}_{index}")
+    return b"MIME-Version: 1.0" + _POLICY.linesep.encode("ascii") + entity.as_bytes()
+
+
+def _mail(
+    meeting: Meeting,
+    notice: Notice,
+    recipient: Invitee,
+    entity: bytes,
+    sender: Sender,
+    now: datetime,
+) -> OutgoingMail:
+    """``entity`` with the envelope headers of one recipient in front of it."""
+    method = notice.method
+    key = idempotency_key(meeting.uid, meeting.sequence, method, recipient.email)
+    mid = message_id(key, sender.domain)
+    subject = subject_line(notice, meeting)
+    headers: list[tuple[str, object]] = [
+        ("From", _mailbox("From", sender.name, sender.address)),
+        ("To", _mailbox("To", recipient.name, recipient.email)),
+    ]
+    if sender.reply_to:
+        headers.append(("Reply-To", Address(addr_spec=sender.reply_to)))
+    headers += [
+        ("Subject", _text_header("Subject", subject)),
+        ("Date", format_datetime(utc(now, "now"))),
+        ("Message-ID", mid),
+        ("Content-Class", "urn:content-classes:calendarmessage"),
+    ]
+    # what the generator writes for each header of a message: parsed (CR and LF refused)
+    # and folded by the SMTP policy
+    envelope = b"".join(_POLICY.fold_binary(*_POLICY.header_store_parse(n, v)) for n, v in headers)
     return OutgoingMail(
         meeting_uid=meeting.uid,
         sequence=meeting.sequence,
@@ -193,7 +239,7 @@ def imip_message(
         subject=subject,
         message_id=mid,
         idempotency_key=key,
-        raw=message.as_bytes(),
+        raw=envelope + entity,
     )
 
 
@@ -218,7 +264,7 @@ class _Encoded(str):
 
 
 def _encoded_words(name: str, text: str) -> str:
-    return Header(text, "utf-8", header_name=name).encode(linesep=SMTP.linesep)
+    return Header(text, "utf-8", header_name=name).encode(linesep=_POLICY.linesep)
 
 
 def _plain(text: str) -> bool:

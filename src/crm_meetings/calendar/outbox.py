@@ -139,36 +139,52 @@ class Outbox:
     @staticmethod
     def enqueue(uow: UnitOfWork, mail: OutgoingMail) -> bool:
         """Queue ``mail``; ``False`` when a message with its key is already queued or sent."""
-        now = utc(uow.clock(), "now")
-        values = {
-            "idempotency_key": mail.idempotency_key,
-            "meeting_uid": mail.meeting_uid,
-            "method": mail.method.value,
-            "sequence": mail.sequence,
-            "recipient": mail.recipient,
-            "sender": mail.sender,
-            "subject": mail.subject,
-            "message_id": mail.message_id,
-            "raw": mail.raw,
-            "status": OutboxStatus.QUEUED.value,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-        dialect = uow.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(OutboxMessageRow)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(OutboxMessageRow.id)
-        )
-        return uow.session.execute(statement).first() is not None
+        return Outbox.enqueue_many(uow, [mail]) == [True]
 
     @staticmethod
     def enqueue_all(uow: UnitOfWork, mails: Sequence[OutgoingMail]) -> int:
         """Queue every message; returns how many were new."""
-        return sum(Outbox.enqueue(uow, mail) for mail in mails)
+        return sum(Outbox.enqueue_many(uow, mails))
+
+    @staticmethod
+    def enqueue_many(uow: UnitOfWork, mails: Sequence[OutgoingMail]) -> list[bool]:
+        """Queue every message with one INSERT; per message, whether it was new (a key
+        already queued or sent, or earlier in ``mails``, is not)."""
+        if not mails:
+            return []
+        now = utc(uow.clock(), "now")
+        rows = [
+            {
+                "idempotency_key": mail.idempotency_key,
+                "meeting_uid": mail.meeting_uid,
+                "method": mail.method.value,
+                "sequence": mail.sequence,
+                "recipient": mail.recipient,
+                "sender": mail.sender,
+                "subject": mail.subject,
+                "message_id": mail.message_id,
+                "raw": mail.raw,
+                "status": OutboxStatus.QUEUED.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for mail in mails
+        ]
+        dialect = uow.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(OutboxMessageRow)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(OutboxMessageRow.idempotency_key)
+        )
+        fresh = set(uow.session.scalars(statement))
+        new: list[bool] = []
+        for mail in mails:
+            new.append(mail.idempotency_key in fresh)
+            fresh.discard(mail.idempotency_key)
+        return new
 
     @staticmethod
     def list(

@@ -7,6 +7,12 @@ DAYLIGHT observance with a yearly RRULE, as it writes itself. So we derive those
 from zoneinfo, check them against the zone's real transitions for the years around the
 meeting, and refuse (``None``) when the zone is not regular enough to be described that
 way; the caller then writes UTC times, which every client understands.
+
+Deriving the rules scans three years of the zone day by day (about a millisecond), and
+every invitation, update and cancellation needs them; they depend only on the zone and
+the meeting's year, so they are computed once per (zone, year) and kept
+(:func:`_observances`, a pure function behind an LRU cache). Each call still builds a new
+component from them, so callers may change what they get.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import calendar as _calendar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -27,6 +34,8 @@ _ZERO: Final = timedelta(0)
 # Years checked around the meeting: the rule must hold for all of them.
 _YEARS_BEFORE: Final = 1
 _YEARS_AFTER: Final = 2
+#: (zone, year) pairs whose rules are kept: a few zones over a few years in practice
+_CACHED_YEARS: Final = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,16 @@ class _Rule:
     time: tuple[int, int, int]
 
 
+@dataclass(frozen=True, slots=True)
+class _Observance:
+    """One STANDARD or DAYLIGHT observance: its first onset and yearly rule (``None``: a
+    fixed offset)."""
+
+    transition: _Transition
+    daylight: bool
+    rule: _Rule | None
+
+
 def vtimezone(zone_name: str, around: datetime) -> Timezone | None:
     """A VTIMEZONE for ``zone_name`` valid for ``around``, or ``None`` to write UTC times.
 
@@ -53,49 +72,49 @@ def vtimezone(zone_name: str, around: datetime) -> Timezone | None:
     rules are irregular (moving dates, recent rule changes) or a fixed UTC offset of zero
     give ``None``.
     """
-    zone = ZoneInfo(zone_name)
-    first = datetime(around.year - _YEARS_BEFORE, 1, 1, tzinfo=UTC)
-    last = datetime(around.year + _YEARS_AFTER + 1, 1, 1, tzinfo=UTC)
-    transitions = _transitions(zone, first, last)
+    observances = _observances(zone_name, around.year)
+    if observances is None:
+        return None
     component = Timezone()
     component.add("TZID", zone_name)
+    for observance in observances:
+        component.add_component(_component(observance))
+    return component
+
+
+@lru_cache(maxsize=_CACHED_YEARS)
+def _observances(zone_name: str, year: int) -> tuple[_Observance, ...] | None:
+    """The observances describing ``zone_name`` around ``year``, or ``None`` (see
+    :func:`vtimezone`). Pure: the same arguments give the same value."""
+    zone = ZoneInfo(zone_name)
+    first = datetime(year - _YEARS_BEFORE, 1, 1, tzinfo=UTC)
+    last = datetime(year + _YEARS_AFTER + 1, 1, 1, tzinfo=UTC)
+    transitions = _transitions(zone, first, last)
     if not transitions:
         local = first.astimezone(zone)
         offset = local.utcoffset() or _ZERO
         if offset == _ZERO:
             return None
-        observance = _observance(
-            _Transition(
-                onset=datetime(1970, 1, 1),
-                offset_from=offset,
-                offset_to=offset,
-                name=local.tzname() or _offset_name(offset),
-            ),
-            daylight=False,
+        fixed = _Transition(
+            onset=datetime(1970, 1, 1),
+            offset_from=offset,
+            offset_to=offset,
+            name=local.tzname() or _offset_name(offset),
         )
-        component.add_component(observance)
-        return component
+        return (_Observance(fixed, daylight=False, rule=None),)
     groups: dict[timedelta, list[_Transition]] = {}
     for transition in transitions:
         groups.setdefault(transition.offset_to, []).append(transition)
     if len(groups) != 2:
         return None
     summer = max(groups)  # by offset, not zoneinfo's dst(): Europe/Dublin's is negative
+    observances: list[_Observance] = []
     for offset_to, group in sorted(groups.items(), key=lambda item: item[1][0].onset):
         rule = _yearly_rule(group, years=last.year - first.year)
         if rule is None:
             return None
-        observance = _observance(group[0], daylight=offset_to == summer)
-        observance.add(
-            "RRULE",
-            vRecur(
-                freq="YEARLY",
-                bymonth=rule.month,
-                byday=f"{rule.ordinal}{_WEEKDAYS[rule.weekday]}",
-            ),
-        )
-        component.add_component(observance)
-    return component
+        observances.append(_Observance(group[0], daylight=offset_to == summer, rule=rule))
+    return tuple(observances)
 
 
 def _transitions(zone: ZoneInfo, first: datetime, last: datetime) -> list[_Transition]:
@@ -159,13 +178,24 @@ def _yearly_rule(group: list[_Transition], *, years: int) -> _Rule | None:
     return None
 
 
-def _observance(transition: _Transition, *, daylight: bool) -> TimezoneStandard | TimezoneDaylight:
-    observance = TimezoneDaylight() if daylight else TimezoneStandard()
-    observance.add("DTSTART", transition.onset)
-    observance.add("TZNAME", transition.name)
-    observance.add("TZOFFSETFROM", transition.offset_from)
-    observance.add("TZOFFSETTO", transition.offset_to)
-    return observance
+def _component(observance: _Observance) -> TimezoneStandard | TimezoneDaylight:
+    transition = observance.transition
+    component = TimezoneDaylight() if observance.daylight else TimezoneStandard()
+    component.add("DTSTART", transition.onset)
+    component.add("TZNAME", transition.name)
+    component.add("TZOFFSETFROM", transition.offset_from)
+    component.add("TZOFFSETTO", transition.offset_to)
+    rule = observance.rule
+    if rule is not None:
+        component.add(
+            "RRULE",
+            vRecur(
+                freq="YEARLY",
+                bymonth=rule.month,
+                byday=f"{rule.ordinal}{_WEEKDAYS[rule.weekday]}",
+            ),
+        )
+    return component
 
 
 def _offset_name(offset: timedelta) -> str:

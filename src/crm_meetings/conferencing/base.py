@@ -57,6 +57,13 @@ class ConferencingProvider(Protocol):
         """Create the provider meeting for ``meeting`` (its organizer hosts it)."""
         ...
 
+    def find_created(self, meeting: Meeting) -> list[ProviderMeeting]:
+        """The organizer's provider meetings that ``create_meeting(meeting)`` may have made:
+        the same subject, start and end. Providers take no idempotency key, so a create
+        whose answer was lost (a timeout, a dropped connection, a crash) is looked for
+        here before it is sent again; the caller rules out meetings it already uses."""
+        ...
+
     def update_meeting(self, provider_meeting_id: str, meeting: Meeting) -> None:
         """Write the subject, times, zone and description of ``meeting``."""
         ...

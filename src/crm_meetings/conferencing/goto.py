@@ -45,6 +45,10 @@ ATTENDEES: Final = f"{API}/meetings/{{meetingId}}/attendees"
 ORGANIZERS: Final = f"{API}/organizers"
 HISTORY: Final = f"{API}/organizers/{{organizerKey}}/historicalMeetings"
 UPCOMING: Final = f"{API}/upcomingMeetings"
+#: the join link of a meeting, as GoTo's create answer shows it (recordings/goto/
+#: create_meeting.json); a meeting found again by :meth:`GoToProvider.find_created` has
+#: no answer of its own to read it from (MeetingById and upcomingMeetings carry none)
+JOIN_URL: Final = "https://global.gotomeeting.com/join/{meetingId}"
 
 
 def goto_subject(subject: str) -> str:
@@ -121,6 +125,32 @@ class GoToProvider:
             join_url=str(created["joinURL"]),
             dial_in=tuple(line.strip() for line in info.splitlines() if line.strip()),
         )
+
+    def find_created(self, meeting: Meeting) -> list[ProviderMeeting]:
+        """The organizer's upcoming meetings with the subject, start and end a create of
+        ``meeting`` sends (GoTo lists the token's organizer's meetings, unpaged, and
+        shows ``<`` and ``>`` as it shows them: decoded)."""
+        sent = _meeting_body(meeting)
+        rows = self.api.call("GET", UPCOMING).json()
+        found: list[ProviderMeeting] = []
+        for row in rows if isinstance(rows, list) else []:
+            same = (
+                html.unescape(str(row.get("subject"))) == html.unescape(sent["subject"])
+                and parse_time(row.get("startTime"), "startTime") == meeting.start
+                and parse_time(row.get("endTime"), "endTime") == meeting.end
+            )
+            if same:
+                meeting_id = str(row["meetingId"])
+                info = str(row.get("conferenceCallInfo") or "")
+                found.append(
+                    ProviderMeeting(
+                        provider=VENDOR,
+                        id=meeting_id,
+                        join_url=JOIN_URL.format(meetingId=meeting_id),
+                        dial_in=tuple(line.strip() for line in info.splitlines() if line.strip()),
+                    )
+                )
+        return found
 
     def update_meeting(self, provider_meeting_id: str, meeting: Meeting) -> None:
         self.api.call(

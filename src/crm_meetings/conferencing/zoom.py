@@ -70,6 +70,22 @@ def _meeting_body(meeting: Meeting) -> dict[str, Any]:
     }
 
 
+def _provider_meeting(created: Mapping[str, Any]) -> ProviderMeeting:
+    """A meeting as Zoom answers a create or a read of it."""
+    numbers = created.get("settings", {}).get("global_dial_in_numbers", [])
+    return ProviderMeeting(
+        provider=VENDOR,
+        id=str(created["id"]),
+        join_url=str(created["join_url"]),
+        dial_in=tuple(
+            f"{n.get('country_name') or n.get('country')}: {n['number']}"
+            for n in numbers
+            if isinstance(n, Mapping) and n.get("number")
+        ),
+        password=created.get("password") or None,
+    )
+
+
 class ZoomProvider:
     """Zoom meetings and their history, over httpx."""
 
@@ -114,19 +130,33 @@ class ZoomProvider:
             json=body,
             idempotent=False,
         )
-        created = response.json()
-        numbers = created.get("settings", {}).get("global_dial_in_numbers", [])
-        return ProviderMeeting(
-            provider=VENDOR,
-            id=str(created["id"]),
-            join_url=str(created["join_url"]),
-            dial_in=tuple(
-                f"{n.get('country_name') or n.get('country')}: {n['number']}"
-                for n in numbers
-                if isinstance(n, Mapping) and n.get("number")
-            ),
-            password=created.get("password") or None,
-        )
+        return _provider_meeting(response.json())
+
+    def find_created(self, meeting: Meeting) -> list[ProviderMeeting]:
+        """The host's scheduled meetings with the topic, start and duration a create of
+        ``meeting`` sends, each read in full (the list carries no dial-in numbers)."""
+        sent = _meeting_body(meeting)
+        user = self.user_id(meeting.organizer.email)
+
+        def fetch(token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            params: dict[str, str | int] = {"type": "scheduled", "page_size": self.page_size}
+            if token:
+                params["next_page_token"] = token
+            page = self.api.call("GET", USER_MEETINGS, path={"userId": user}, params=params)
+            body = page.json()
+            return list(body.get("meetings", [])), body.get("next_page_token") or None
+
+        found: list[ProviderMeeting] = []
+        for row in token_pages(fetch, vendor=VENDOR):
+            same = (
+                row.get("topic") == sent["topic"]
+                and row.get("duration") == sent["duration"]
+                and parse_time(row.get("start_time"), "start_time") == meeting.start
+            )
+            if same:
+                details = self.api.call("GET", MEETING, path={"meetingId": str(row["id"])})
+                found.append(_provider_meeting(details.json()))
+        return found
 
     def update_meeting(self, provider_meeting_id: str, meeting: Meeting) -> None:
         self.api.call(

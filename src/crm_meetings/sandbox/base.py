@@ -113,6 +113,9 @@ class FaultKind(StrEnum):
     SERVER_ERROR = "server_error"  # 500/503 in the vendor's format
     UNAUTHORIZED = "unauthorized"  # the vendor's expired-token 401
     DROP = "drop"  # the connection closes without a response
+    TIMEOUT = "timeout"  # the request is carried out, its answer held past the client's
+    # read timeout (``FaultPlan.hold``), then the connection closes: the client cannot
+    # tell whether it happened
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,8 @@ class FaultPlan:
     rate_limited: float = 0.0
     server_error: float = 0.0
     drop: float = 0.0
+    timeout: float = 0.0
+    hold: float = 30.0  # seconds a timed-out answer is held: above the client's read timeout
     retry_after: float = 1.0  # seconds announced with rate-limit faults
     fail_next: int = 0  # the next N matching requests fail deterministically ...
     fail_kind: FaultKind = FaultKind.SERVER_ERROR  # ... with this fault
@@ -134,6 +139,7 @@ class FaultDecision:
     latency: float = 0.0
     kind: FaultKind | None = None
     retry_after: float = 1.0
+    hold: float = 30.0
 
 
 @dataclass
@@ -179,17 +185,18 @@ class Faults:
             latency = plan.latency + (self._random.uniform(0, plan.jitter) if plan.jitter else 0)
             if rule.remaining > 0:
                 rule.remaining -= 1
-                return FaultDecision(latency, plan.fail_kind, plan.retry_after)
+                return FaultDecision(latency, plan.fail_kind, plan.retry_after, plan.hold)
             draw = self._random.random()
             for kind, share in (
                 (FaultKind.RATE_LIMITED, plan.rate_limited),
                 (FaultKind.SERVER_ERROR, plan.server_error),
                 (FaultKind.DROP, plan.drop),
+                (FaultKind.TIMEOUT, plan.timeout),
             ):
                 if draw < share:
-                    return FaultDecision(latency, kind, plan.retry_after)
+                    return FaultDecision(latency, kind, plan.retry_after, plan.hold)
                 draw -= share
-            return FaultDecision(latency, None, plan.retry_after)
+            return FaultDecision(latency, None, plan.retry_after, plan.hold)
 
 
 @dataclass

@@ -6,10 +6,13 @@ For each HTTP request :class:`SandboxMiddleware`
 2. resolves the route template the request matches (``/sobjects/Event/{id}``; the raw
    path when no route matches);
 3. asks :class:`~crm_meetings.sandbox.base.Faults` what to do, sleeps the latency, then
-   answers with the emulator's own fault response, drops the connection, or calls the app;
+   answers with the emulator's own fault response, drops the connection, calls the app
+   but holds its answer until the client's read timeout passed (then drops), or calls the
+   app;
 4. records ``RecordedCall(vendor, template, method, status)`` as the response starts, so a
    client that has its answer can already read the count — status :data:`DROPPED` when
-   the connection was dropped, 500 when the app raised before answering.
+   the connection was dropped, :data:`TIMED_OUT` when the answer was held, 500 when the
+   app raised before answering.
 
 While the app answers, :func:`~crm_meetings.sandbox.base.current_request` names the
 request's endpoint and method (so :class:`~crm_meetings.sandbox.base.Rejections` can be
@@ -32,10 +35,20 @@ from crm_meetings.sandbox.base import (
     VendorEmulator,
 )
 
-__all__ = ["ADMIN_PREFIX", "DROPPED", "SandboxMiddleware", "drop_connection", "route_template"]
+__all__ = [
+    "ADMIN_PREFIX",
+    "DROPPED",
+    "TIMED_OUT",
+    "SandboxMiddleware",
+    "drop_connection",
+    "route_template",
+]
 
 ADMIN_PREFIX = "/__sandbox__"
 DROPPED = 0  # the status recorded for a request whose connection was dropped
+#: the status recorded for a request carried out whose answer was held until the client
+#: gave up (599: what proxies report for a network read timeout)
+TIMED_OUT = 599
 _TEMPLATE_CACHE_SIZE = 4096
 
 
@@ -77,6 +90,10 @@ async def drop_connection(receive: Receive, send: Send) -> None:
     async with asyncio.timeout(5):
         while (await receive())["type"] != "http.disconnect":
             pass
+
+
+async def _held(message: Message) -> None:
+    """The ``send`` of a request whose answer is held back: nothing is sent."""
 
 
 class SandboxMiddleware:
@@ -133,6 +150,11 @@ class SandboxMiddleware:
                 await asyncio.sleep(decision.latency)
             if decision.kind is FaultKind.DROP:
                 record(DROPPED)
+                await drop_connection(receive, send)
+            elif decision.kind is FaultKind.TIMEOUT:
+                record(TIMED_OUT)
+                await self.app(scope, receive, _held)  # carried out; the answer never leaves
+                await asyncio.sleep(decision.hold)
                 await drop_connection(receive, send)
             elif decision.kind is not None:
                 response = self.emulator.fault_response(

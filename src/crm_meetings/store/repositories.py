@@ -97,21 +97,8 @@ def _to_meeting(row: MeetingRow) -> Meeting:
         notes=row.notes,
         location=row.location,
         join_url=row.join_url,
-        invitees=tuple(
-            Invitee(
-                email=i.email,
-                name=i.name,
-                response=ResponseStatus(i.response),
-                optional=i.optional,
-                crm_relation=(
-                    RecordRef(i.relation_type, i.relation_id)
-                    if i.relation_type is not None and i.relation_id is not None
-                    else None
-                ),
-            )
-            for i in row.invitees
-        ),
-        related=tuple(RecordRef(r.object_type, r.record_id) for r in row.related),
+        invitees=_invitees(row),
+        related=_related(row),
         record_type=row.record_type,
         status=MeetingStatus(row.status),
         sequence=row.sequence,
@@ -122,6 +109,27 @@ def _to_meeting(row: MeetingRow) -> Meeting:
         crm_modified_at=row.crm_modified_at,
         version=row.version,
     )
+
+
+def _invitees(row: MeetingRow) -> tuple[Invitee, ...]:
+    return tuple(
+        Invitee(
+            email=i.email,
+            name=i.name,
+            response=ResponseStatus(i.response),
+            optional=i.optional,
+            crm_relation=(
+                RecordRef(i.relation_type, i.relation_id)
+                if i.relation_type is not None and i.relation_id is not None
+                else None
+            ),
+        )
+        for i in row.invitees
+    )
+
+
+def _related(row: MeetingRow) -> tuple[RecordRef, ...]:
+    return tuple(RecordRef(r.object_type, r.record_id) for r in row.related)
 
 
 def _write_fields(row: MeetingRow, meeting: Meeting) -> None:
@@ -249,6 +257,25 @@ class MeetingRepository(Repository):
             MeetingRow.crm_record_id == record_id,
         )
 
+    def find_by_reference(
+        self, crm: CrmKind | str, reference: str, *, org_id: str = DEFAULT_ORG_ID
+    ) -> Meeting | None:
+        """The org's meeting stored for ``crm``'s record ``reference``, else the org's
+        meeting whose own id is ``reference`` (one query for both)."""
+        crm_value = CrmKind(crm).value
+        rows = self.session.scalars(
+            _MEETINGS.where(
+                MeetingRow.org_id == org_id,
+                sa.or_(
+                    (MeetingRow.crm == crm_value) & (MeetingRow.crm_record_id == reference),
+                    MeetingRow.id == reference,
+                ),
+            )
+        ).all()
+        by_record = [r for r in rows if r.crm == crm_value and r.crm_record_id == reference]
+        chosen = by_record or rows
+        return _to_meeting(chosen[0]) if chosen else None
+
     def find_by_provider_meeting(
         self, provider: str, provider_meeting_id: str, *, org_id: str = DEFAULT_ORG_ID
     ) -> list[Meeting]:
@@ -324,7 +351,8 @@ class MeetingRepository(Repository):
                 raise ValidationError(name, "cannot be changed once the meeting exists")
         stored = dataclasses.replace(meeting, version=max(meeting.version, expected_version + 1))
         _write_fields(row, stored)
-        self._replace_children(row, stored)
+        if _invitees(row) != stored.invitees or _related(row) != stored.related:
+            self._replace_children(row, stored)
         self.session.flush()
         return stored
 
