@@ -1,7 +1,8 @@
 """Run every benchmark module (``benchmarks/*.py`` with a ``main() -> str``) and keep the tables.
 
-Each module's ``main`` returns a Markdown table; the tables are printed and written to
-``benchmarks/results/<date>-<host>.md`` so anyone can re-run and compare.
+Each module's ``main`` returns a Markdown table; the tables are printed and appended to
+``benchmarks/results/<date>-<host>.md`` (one file a day and host, each run under its own
+heading) so anyone can re-run and compare.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def main() -> None:
     report = run(args.names or discover())
     print(report)
     out = HERE / "results" / f"{datetime.now(UTC):%Y-%m-%d}-{platform.node() or 'host'}.md"
-    out.write_text(report + "\n", encoding="utf-8")
+    with out.open("a", encoding="utf-8") as day:  # a day's runs of several subsets add up
+        day.write(("\n" if day.tell() else "") + report + "\n")
     from benchmarks._rig import ROWS, quick
 
     rows = HERE / "results" / ("quick.json" if quick() else "latest.json")
