@@ -9,9 +9,11 @@ For one organizer (nightly, or "sync my meetings") or one meeting ("sync now"):
    counted as unmatched and reported); tombstoned (deleted) meetings are ignored;
 4. keep only sessions that are new or changed compared with the store — a second run
    writes nothing and makes only the provider reads needed to see that;
-5. write them to the CRM in batches of the connector's limit; after each batch, record
-   the accepted sessions in the store in one transaction (so a crash between batches
-   resumes where it stopped, and upserts keyed by session id never duplicate);
+5. write them to the CRM in batches of the connector's limit (one :class:`HistoryRun` per
+   run tells it the sessions were checked against the store and shares its lookups);
+   after each batch, record the accepted sessions in the store in one transaction (so a
+   crash between batches resumes where it stopped, and upserts keyed by session id never
+   duplicate);
 6. advance the checkpoint only when every batch was accepted; stop cleanly, with a
    resumable checkpoint, when the CRM's API budget runs low.
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from crm_meetings.conferencing.base import ConferencingProvider
-from crm_meetings.connectors.base import Connector, HistoryItem
+from crm_meetings.connectors.base import Connector, HistoryItem, HistoryRun
 from crm_meetings.errors import ConflictError, CrmMeetingsError, NoSessionExistsError
 from crm_meetings.model import CrmKind, Meeting, MeetingStatus, Session
 from crm_meetings.store import DEFAULT_ORG_ID, RunCounters, Store, SyncRunStatus
@@ -215,7 +217,8 @@ class HistorySync:
                     "stopped — the next run resumes from the checkpoint."
                 )
                 return False
-            results = {r.key: r for r in connector.write_history_many(batch)}
+            written = connector.write_history_many(batch, run=run.history)
+            results = {r.key: r for r in written}
             accepted: list[tuple[Meeting, list[Session]]] = []
             for item in batch:
                 ok = [s for s in item.sessions if _ok(results.get(s.provider_session_id))]
@@ -282,6 +285,7 @@ class _Run:
         self.organizer = organizer
         self.meeting_id = meeting_id
         self.tally = _Tally()
+        self.history = HistoryRun(checked=True)  # _changed compared every session with the store
         self.planned: tuple[HistoryItem, ...] = ()
         self.run_id: int | None = None
         self.holder = uuid.uuid4().hex
