@@ -9,11 +9,11 @@ For one organizer (nightly, or "sync my meetings") or one meeting ("sync now"):
    counted as unmatched and reported); tombstoned (deleted) meetings are ignored;
 4. keep only sessions that are new or changed compared with the store — a second run
    writes nothing and makes only the provider reads needed to see that;
-5. write them to the CRM in batches of the connector's limit (one :class:`HistoryRun` per
-   run tells it the sessions were checked against the store and shares its lookups);
-   after each batch, record the accepted sessions in the store in one transaction (so a
-   crash between batches resumes where it stopped, and upserts keyed by session id never
-   duplicate);
+5. write them to the CRM in batches of ``batch_sessions`` (the connector splits each to its
+   CRM's limit; one :class:`HistoryRun` per run tells it the sessions were checked against
+   the store and shares its lookups); after each batch, record the accepted sessions in
+   the store in one transaction (so a crash between batches resumes where it stopped, and
+   upserts keyed by session id never duplicate);
 6. advance the checkpoint only when every batch was accepted; stop cleanly, with a
    resumable checkpoint, when the CRM's API budget runs low.
 
@@ -49,6 +49,10 @@ class SyncOptions:
     first_window: timedelta = timedelta(days=30)
     lease_ttl: timedelta = timedelta(minutes=30)
     min_budget: int = 25  # stop when fewer API calls than this are left in the CRM's budget
+    # sessions handed to a connector at once: a multiple of every CRM's batch limit (100,
+    # 200), large enough that the last, partly filled call of each kind (contact reads,
+    # meeting updates, links) costs little; one batch is what a sync holds in memory
+    batch_sessions: int = 1_000
     dry_run: bool = False
 
 
@@ -208,7 +212,7 @@ class HistorySync:
             run.planned = tuple(pending)
             return True
         complete = True
-        for crm, batch in _batches(pending):
+        for crm, batch in _batches(pending, self.options.batch_sessions):
             connector = self.connectors[crm]
             budget = connector.budget().remaining
             if budget is not None and budget < self.options.min_budget:
@@ -252,15 +256,18 @@ def _ok(result: object) -> bool:
     return result is not None and bool(getattr(result, "ok", False))
 
 
-def _batches(items: Iterable[HistoryItem]) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
-    """Per CRM, batches of about 200 sessions, each handed on as soon as it is full (any
-    CRM's own limit is honoured again inside its connector)."""
+def _batches(
+    items: Iterable[HistoryItem], limit: int
+) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
+    """Per CRM, batches of at most ``limit`` sessions (a meeting's sessions stay together;
+    one with more goes alone), each handed on as soon as it is full (each CRM's own limit
+    is honoured again inside its connector)."""
     batches: dict[CrmKind, list[HistoryItem]] = {}
     sizes: dict[CrmKind, int] = {}
     for item in items:
         crm = item.meeting.crm
         batch = batches.setdefault(crm, [])
-        if batch and sizes[crm] + len(item.sessions) > _BATCH_SESSIONS:
+        if batch and sizes[crm] + len(item.sessions) > limit:
             yield crm, batch
             batch = batches[crm] = []
             sizes[crm] = 0
@@ -269,9 +276,6 @@ def _batches(items: Iterable[HistoryItem]) -> Iterator[tuple[CrmKind, list[Histo
     for crm, batch in batches.items():
         if batch:
             yield crm, batch
-
-
-_BATCH_SESSIONS = 200
 
 
 class _Run:
