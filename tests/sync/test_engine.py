@@ -341,3 +341,21 @@ def test_hubspot_reads_each_participant_once_per_run_across_batches(tmp_path: Pa
         calls = world.sandbox.calls
         assert calls.count("hubspot", endpoint="*/batch/upsert") == len(batches)
         assert calls.count("hubspot", endpoint="*/batch/read") == reads
+
+
+def test_a_zoom_sync_reads_only_participants_per_session(tmp_path: Path) -> None:
+    """Zoom's report rows carry each instance's UUID, start and end: no instance list and
+    no per-instance details call, one participants page per session."""
+    with built_world("salesforce", "zoom", 30, tmp_path) as world:
+        world.sandbox.calls.reset()  # scheduling created the Zoom meetings
+        report = world.engine().sync_organizer(ORGANIZER)
+        assert report.status is SyncRunStatus.SUCCEEDED, report.counters.errors
+        assert report.counters.sessions_written == world.expected_sessions()
+        made = world.sandbox.call_counts("zoom")
+        token = made.pop(("POST", "/oauth/token"), 0)
+        assert token <= 1, "the token scheduling got may still be valid"
+        assert dict(made) == {
+            # a 60-day first window: two report windows of one page each
+            ("GET", "/v2/report/users/{userId}/meetings"): 2,
+            ("GET", "/v2/report/meetings/{meetingId}/participants"): world.expected_sessions(),
+        }

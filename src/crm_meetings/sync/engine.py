@@ -4,7 +4,9 @@ For one organizer (nightly, or "sync my meetings") or one meeting ("sync now"):
 
 1. take a lease per (org, provider, organizer), so a manual and the nightly sync never
    work on the same organizer at once;
-2. ask the provider which meetings ran since the checkpoint, less an overlap window;
+2. ask the provider which meetings ran since the checkpoint, less an overlap window, and
+   read their sessions (handing each listed meeting back, so that the provider reads only
+   what its listing lacked);
 3. match each to our meeting by provider meeting id (meetings scheduled elsewhere are
    counted as unmatched and reported); tombstoned (deleted) meetings are ignored;
 4. keep only sessions that are new or changed compared with the store — a second run
@@ -28,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from crm_meetings.conferencing.base import ConferencingProvider
+from crm_meetings.conferencing.base import ConferencingProvider, RanMeeting
 from crm_meetings.connectors.base import Connector, HistoryItem, HistoryRun
 from crm_meetings.errors import ConflictError, CrmMeetingsError, NoSessionExistsError
 from crm_meetings.model import CrmKind, Meeting, MeetingStatus, Session
@@ -126,9 +128,10 @@ class HistorySync:
                 else now - self.options.first_window
             )
         with self._run(kind, organizer=organizer) as run:
-            ran = self.provider.meetings_ran(organizer, since, now)
-            ids = list(dict.fromkeys(meeting.id for meeting in ran))
-            complete = self._write(self._collect(ids, run.tally, progress), run)
+            ran: dict[str, RanMeeting] = {}  # each meeting once, as first listed
+            for listed in self.provider.meetings_ran(organizer, since, now):
+                ran.setdefault(listed.id, listed)
+            complete = self._write(self._collect(list(ran.values()), run.tally, progress), run)
             if complete and not self.options.dry_run and not backfill:
                 with self.store.transaction() as uow:
                     uow.checkpoints.set(
@@ -173,25 +176,25 @@ class HistorySync:
         return [m for m in found if m.crm in self.connectors and m.crm_record_id]
 
     def _collect(
-        self, provider_ids: Sequence[str], tally: _Tally, progress: Progress | None
+        self, ran: Sequence[RanMeeting], tally: _Tally, progress: Progress | None
     ) -> Iterator[HistoryItem]:
         """What to write, meeting by meeting, produced lazily: a sync holds one batch at a
         time in memory, however many meetings ran."""
-        for done, provider_id in enumerate(provider_ids, 1):
-            yield from self._collect_one(provider_id, tally)
+        for done, listed in enumerate(ran, 1):
+            yield from self._collect_one(listed, tally)
             if progress is not None:
-                progress(done, len(provider_ids))
+                progress(done, len(ran))
 
-    def _collect_one(self, provider_id: str, tally: _Tally) -> Iterator[HistoryItem]:
-        matches = self._match(provider_id)
+    def _collect_one(self, listed: RanMeeting, tally: _Tally) -> Iterator[HistoryItem]:
+        matches = self._match(listed.id)
         if not matches:
-            tally.unmatched.append(provider_id)
+            tally.unmatched.append(listed.id)
             return
         live = [m for m in matches if m.status is not MeetingStatus.DELETED]
         if not live:
             return  # a tombstone: late data for a deleted meeting is ignored
         try:
-            sessions = self.provider.sessions(provider_id)
+            sessions = self.provider.sessions(listed.id, listed=listed)
         except NoSessionExistsError:
             return
         for meeting in live:
