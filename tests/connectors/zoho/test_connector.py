@@ -176,20 +176,25 @@ def test_persistent_5xx_ends_in_a_clear_error(sandbox: Sandbox, connector: ZohoC
     assert connector.calls.total() == 4  # the policy's bound
 
 
-def test_history_twice_writes_once(sandbox: Sandbox, connector: ZohoConnector) -> None:
-    created = connector.create(meetings(sandbox, 1)[0])
+def daily_sessions(n: int) -> tuple[Session, ...]:
+    """``n`` sessions of one meeting, a day apart, each attended by Ann."""
     join = T0 + timedelta(minutes=1)
-    sessions = tuple(
+    return tuple(
         Session(
             "zoom",
-            f"uuid-{n}",
+            f"uuid-{day}",
             "81234567890",
-            T0 + timedelta(days=n),
-            T0 + timedelta(days=n, minutes=30),
+            T0 + timedelta(days=day),
+            T0 + timedelta(days=day, minutes=30),
             (Participant("Ann", join, join + timedelta(minutes=20), "ann@client.example"),),
         )
-        for n in range(3)
+        for day in range(n)
     )
+
+
+def test_history_twice_writes_once(sandbox: Sandbox, connector: ZohoConnector) -> None:
+    created = connector.create(meetings(sandbox, 1)[0])
+    sessions = daily_sessions(3)
     first = connector.write_history_many([HistoryItem(created, sessions)])
     assert [r.ok for r in first] == [True, True, True]
     state = sandbox.emulator("zoho").state()["history_sessions"]
@@ -207,18 +212,7 @@ def test_history_in_a_checked_run_upserts_without_reading(
     upserts and no COQL read. Replayed (a crash after Zoho accepted, before the store
     committed), the upsert on Provider_Session_Id updates the same records: no duplicate."""
     created = connector.create(meetings(sandbox, 1)[0])
-    join = T0 + timedelta(minutes=1)
-    sessions = tuple(
-        Session(
-            "zoom",
-            f"uuid-{n}",
-            "81234567890",
-            T0 + timedelta(days=n),
-            T0 + timedelta(days=n, minutes=30),
-            (Participant("Ann", join, join + timedelta(minutes=20), "ann@client.example"),),
-        )
-        for n in range(150)
-    )
+    sessions = daily_sessions(150)
     items = [HistoryItem(created, sessions)]
     before = connector.calls.total()
     first = connector.write_history_many(items, run=HistoryRun(checked=True))
