@@ -93,9 +93,9 @@ def main() -> None:
 
             write = connector.write_history_many
 
-            def write_many(batch: Any) -> Any:
+            def write_many(batch: Any, **options: Any) -> Any:  # options: the engine's run
                 step("crm.write")
-                results = write(batch)
+                results = write(batch, **options)
                 step("crm.written")
                 return results
 
