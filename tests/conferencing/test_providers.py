@@ -150,6 +150,33 @@ def test_sessions_calls_are_exact(harness: Harness) -> None:
     assert sum(per_endpoint.values()) == harness.provider.calls.total()
 
 
+def test_sessions_of_a_listed_meeting_read_only_what_the_listing_lacks(harness: Harness) -> None:
+    """Zoom's report rows carry each instance's UUID, start and end: a sync reads one
+    participants page per instance in the window and nothing else. GoTo's one attendee
+    read per meeting already has everything."""
+    seeded = {m.provider_meeting_id: m for m in harness.data.meetings}
+    ran = list(harness.provider.meetings_ran(harness.organizer, NOV, DEC))
+    assert any(len(r.instances) >= 2 for r in ran) is (harness.vendor == "zoom")
+    for listed in ran:
+        window = [s for s in seeded[listed.id].sessions if NOV <= s.start < DEC]
+        harness.sandbox.calls.reset()
+        sessions = harness.provider.sessions(listed.id, listed=listed)
+        per_endpoint = harness.sandbox.call_counts(harness.vendor)
+        if harness.vendor == "zoom":
+            assert [(i.start, i.end) for i in listed.instances] == [
+                (s.start, s.end) for s in window
+            ]
+            assert [(s.start, s.end) for s in sessions] == [(s.start, s.end) for s in window]
+            assert [s.provider_session_id for s in sessions] == [i.id for i in listed.instances]
+            assert [len(s.participants) for s in sessions] == [len(s.participants) for s in window]
+            assert dict(per_endpoint) == {
+                ("GET", "/v2/report/meetings/{meetingId}/participants"): len(window)
+            }
+        else:
+            assert dict(per_endpoint) == {("GET", "/G2M/rest/v2/meetings/{meetingId}/attendees"): 1}
+        assert sessions == [s for s in harness.provider.sessions(listed.id) if NOV <= s.start < DEC]
+
+
 def test_a_meeting_never_started_has_no_session(harness: Harness) -> None:
     never = harness.seeded(lambda m: not m.started)
     assert never

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from crm_meetings.connectors.base import Connector, HistoryItem, SentEmail
+from crm_meetings.connectors.base import Connector, HistoryItem, HistoryRun, SentEmail
 from crm_meetings.errors import NotFoundError, RemoteError
 from crm_meetings.model import (
     CrmKind,
@@ -208,7 +208,7 @@ def test_persistent_server_errors_end_in_a_clear_error(rig: Rig) -> None:
     assert 1 < rig.calls() - before <= 10, "retries are bounded"
 
 
-def test_history_upserts_are_idempotent(rig: Rig) -> None:
+def _history_item(rig: Rig) -> HistoryItem:
     created = rig.connector.create(rig.meeting())
     join = created.start + timedelta(minutes=1)
     session = Session(
@@ -219,13 +219,30 @@ def test_history_upserts_are_idempotent(rig: Rig) -> None:
         created.end,
         (Participant("Ann Client", join, join + timedelta(minutes=20), "ann@client.example"),),
     )
-    item = HistoryItem(created, (session,))
+    return HistoryItem(created, (session,))
+
+
+def test_history_upserts_are_idempotent(rig: Rig) -> None:
+    item = _history_item(rig)
     first = rig.connector.write_history_many([item])
     assert [r.ok for r in first] == [True]
     state_after_first = _history_state(rig)
     second = rig.connector.write_history_many([item])
     assert [r.ok for r in second] == [True]
     assert _history_state(rig) == state_after_first
+
+
+def test_history_replayed_in_a_sync_run_duplicates_nothing(rig: Rig) -> None:
+    """A sync run has compared its sessions with the store (``checked``), so a connector
+    may upsert without reading first; replayed (the CRM accepted, the store did not
+    commit), the upsert by session id meets the same records and adds none."""
+    item = _history_item(rig)
+    first = rig.connector.write_history_many([item], run=HistoryRun(checked=True))
+    assert [r.ok for r in first] == [True]
+    sizes = {k: len(v) for k, v in _history_state(rig).items()}
+    again = rig.connector.write_history_many([item], run=HistoryRun(checked=True))
+    assert [r.record_id for r in again] == [r.record_id for r in first]
+    assert {k: len(v) for k, v in _history_state(rig).items()} == sizes
 
 
 def _history_state(rig: Rig) -> Any:

@@ -132,9 +132,9 @@ def run(config: dict[str, Any], step: Step) -> dict[str, Any]:
 
             write = connector.write_history_many
 
-            def write_many(batch: Any) -> Any:
+            def write_many(batch: Any, **options: Any) -> Any:  # options: the engine's run
                 step("crm.write")
-                results = write(batch)
+                results = write(batch, **options)
                 step("crm.written")
                 return results
 

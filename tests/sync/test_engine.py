@@ -249,11 +249,11 @@ def test_a_run_cut_anywhere_in_several_batches_resumes_to_the_same_state(
                 raise Interrupted
 
         with pytest.raises(Interrupted):
-            world.engine().sync_organizer(ORGANIZER, progress=die)
+            world.engine(batch_sessions=200).sync_organizer(ORGANIZER, progress=die)
         partial = len(world.crm_sessions())
         assert written_before <= partial < expected, "full batches are written as they fill"
 
-        resumed = world.engine().sync_organizer(ORGANIZER)
+        resumed = world.engine(batch_sessions=200).sync_organizer(ORGANIZER)
         assert resumed.status is SyncRunStatus.SUCCEEDED
         assert resumed.counters.sessions_written == expected - partial
         keys = [row["Provider_Session_Id__c"] for row in world.crm_sessions()]
@@ -273,3 +273,92 @@ def test_a_spent_api_budget_stops_cleanly_and_the_next_run_resumes(world: World)
     resumed = world.engine().sync_organizer(ORGANIZER)
     assert resumed.status is SyncRunStatus.SUCCEEDED
     assert len(world.crm_sessions()) == world.expected_sessions()
+
+
+def _lower_bound(crm: str, data: SeedData) -> int:
+    """The fewest CRM calls that write the seed's history, each kind in full batches."""
+    sessions = [s for m in data.meetings for s in m.sessions]
+    started = sum(1 for m in data.meetings if m.sessions)
+    participants = sum(len(s.participants) for s in sessions)
+    contacts = {r.contact_email for r in data.records}
+    emails = {p.email for s in sessions for p in s.participants if p.email}
+    links = sum(len({p.email for p in s.participants if p.email in contacts}) for s in sessions)
+
+    def calls(count: int, limit: int) -> int:
+        return -(-count // limit)
+
+    if crm == "salesforce":  # sessions, then participants, 200 per sObject Collections call
+        return calls(len(sessions), 200) + calls(participants, 200)
+    if crm == "hubspot":  # schema, contacts by e-mail, outcomes, sessions, two kinds of links
+        return (
+            1
+            + calls(len(emails), 100)
+            + calls(started, 100)
+            + 2 * calls(len(sessions), 100)
+            + calls(links, 100)
+        )
+    return calls(len(sessions), 100)  # Zoho: upserts only, participants ride in the session
+
+
+@pytest.mark.parametrize("crm", sorted(HARNESSES))
+def test_a_first_sync_makes_exactly_the_fewest_crm_calls(crm: str, tmp_path: Path) -> None:
+    """Zoho upserts without reading its stored hashes first (the store already said which
+    sessions are new); HubSpot looks each participant e-mail up once; no CRM pays for a
+    partly filled call it could have avoided."""
+    with built_world(crm, "goto", 200, tmp_path) as world:
+        expected = world.expected_sessions()
+        assert expected > 200, "more than one call of every kind"
+        before = world.crm_calls()
+        report = world.engine().sync_organizer(ORGANIZER)
+        assert report.status is SyncRunStatus.SUCCEEDED, report.counters.errors
+        assert report.counters.sessions_written == expected
+        assert world.crm_calls() - before == _lower_bound(crm, world.data)
+        assert sum(report.counters.api_calls[crm].values()) == _lower_bound(crm, world.data)
+        if crm == "zoho":
+            assert world.sandbox.calls.count("zoho", endpoint="*/coql") == 0
+
+
+def test_hubspot_reads_each_participant_once_per_run_across_batches(tmp_path: Path) -> None:
+    """Batches of 40 sessions: every batch links its sessions to contacts, but an e-mail is
+    read only in the first batch that meets it (a per-batch lookup would read in each)."""
+    with built_world("hubspot", "goto", 200, tmp_path) as world:
+        ran = sorted(
+            (m for m in world.data.meetings if m.sessions), key=lambda m: m.sessions[0].start
+        )
+        batches: list[list[Any]] = [[]]  # the engine's: whole meetings, at most 40 sessions
+        for meeting in ran:
+            if batches[-1] and len(batches[-1]) + len(meeting.sessions) > 40:
+                batches.append([])
+            batches[-1].extend(meeting.sessions)
+        seen: set[str] = set()
+        reads = 0
+        for batch in batches:
+            new = {p.email for s in batch for p in s.participants if p.email} - seen
+            reads += -(-len(new) // 100)
+            seen |= new
+        assert reads < len(batches), "most batches meet no new e-mail"
+
+        world.sandbox.calls.reset()  # scheduling upserted the invitees as contacts
+        report = world.engine(batch_sessions=40).sync_organizer(ORGANIZER)
+        assert report.status is SyncRunStatus.SUCCEEDED, report.counters.errors
+        calls = world.sandbox.calls
+        assert calls.count("hubspot", endpoint="*/batch/upsert") == len(batches)
+        assert calls.count("hubspot", endpoint="*/batch/read") == reads
+
+
+def test_a_zoom_sync_reads_only_participants_per_session(tmp_path: Path) -> None:
+    """Zoom's report rows carry each instance's UUID, start and end: no instance list and
+    no per-instance details call, one participants page per session."""
+    with built_world("salesforce", "zoom", 30, tmp_path) as world:
+        world.sandbox.calls.reset()  # scheduling created the Zoom meetings
+        report = world.engine().sync_organizer(ORGANIZER)
+        assert report.status is SyncRunStatus.SUCCEEDED, report.counters.errors
+        assert report.counters.sessions_written == world.expected_sessions()
+        made = world.sandbox.call_counts("zoom")
+        token = made.pop(("POST", "/oauth/token"), 0)
+        assert token <= 1, "the token scheduling got may still be valid"
+        assert dict(made) == {
+            # a 60-day first window: two report windows of one page each
+            ("GET", "/v2/report/users/{userId}/meetings"): 2,
+            ("GET", "/v2/report/meetings/{meetingId}/participants"): world.expected_sessions(),
+        }

@@ -4,6 +4,7 @@ from crm_meetings.conferencing._http import HttpSettings
 from crm_meetings.conferencing.base import (
     CheckResult,
     ConferencingProvider,
+    Instance,
     ProviderMeeting,
     RanMeeting,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "ConferencingProvider",
     "GoToProvider",
     "HttpSettings",
+    "Instance",
     "ProviderMeeting",
     "RanMeeting",
     "RefreshTokenGrant",

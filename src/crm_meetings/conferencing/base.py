@@ -21,7 +21,7 @@ from crm_meetings.connectors.base import CheckResult
 from crm_meetings.model import Meeting, Session
 from crm_meetings.transport import CallCounter
 
-__all__ = ["CheckResult", "ConferencingProvider", "ProviderMeeting", "RanMeeting"]
+__all__ = ["CheckResult", "ConferencingProvider", "Instance", "ProviderMeeting", "RanMeeting"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,15 @@ class ProviderMeeting:
 
 
 @dataclass(frozen=True, slots=True)
+class Instance:
+    """One session of a meeting as a listing shows it, before its participants are read."""
+
+    id: str  # the provider session id (Zoom: the instance UUID)
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RanMeeting:
     """A meeting that ran at least once in the window asked about."""
 
@@ -44,6 +53,9 @@ class RanMeeting:
     topic: str
     first_start: datetime  # the earliest session start seen in the window (UTC)
     join_url: str | None = None  # when the listing carries it (neither Zoom's nor GoTo's does)
+    # every session the listing showed in the window, oldest first, when it shows them
+    # with their start and end (Zoom's report does; GoTo's history does not: empty)
+    instances: tuple[Instance, ...] = ()
 
 
 @runtime_checkable
@@ -84,9 +96,14 @@ class ConferencingProvider(Protocol):
         ``[since, until)``, once, in order of its first such session."""
         ...
 
-    def sessions(self, provider_meeting_id: str) -> list[Session]:
+    def sessions(
+        self, provider_meeting_id: str, *, listed: RanMeeting | None = None
+    ) -> list[Session]:
         """Every session of the meeting with its participants, oldest first.
 
+        ``listed``: the meeting as :meth:`meetings_ran` listed it; when it carries
+        ``instances``, the answer is those sessions (the ones in that window), and only
+        what the listing lacks (participants) is read.
         NoSessionExistsError when it never started; NotFoundError when it does not exist.
         """
         ...

@@ -191,7 +191,11 @@ class GoToProvider:
                 VENDOR, meeting_id, html.unescape(str(row.get("subject", ""))), started
             )
 
-    def sessions(self, provider_meeting_id: str) -> list[Session]:
+    def sessions(
+        self, provider_meeting_id: str, *, listed: RanMeeting | None = None
+    ) -> list[Session]:
+        """One attendee read per meeting gives every session with its participants, so
+        ``listed`` would save nothing and is not used."""
         try:
             rows = self.api.call("GET", ATTENDEES, path={"meetingId": provider_meeting_id}).json()
         except NotFoundError:

@@ -4,8 +4,13 @@
 - Users: a CRM user's e-mail is their Zoom ``userId`` unless ``users`` maps it to an id.
 - Meetings ran: ``GET /v2/report/users/{userId}/meetings`` (instances in a date range of at
   most one month, so longer windows are cut; ``next_page_token`` paging, 300 per page).
-- Sessions: ``GET /v2/past_meetings/{meetingId}/instances`` (empty: never started), then per
-  instance its details (end time) and ``GET /v2/report/meetings/{uuid}/participants``.
+- Sessions: the report's rows are instances with their UUID, start and end (Zoom's
+  ``ReportsGetMeetingReportsResponse``:
+  https://zoom.github.io/rivet-javascript/types/Meetings.ReportsGetMeetingReportsResponse.html,
+  and ``recordings/zoom/report_user_meetings.json``), so a sync reads only
+  ``GET /v2/report/meetings/{uuid}/participants`` per instance. A single meeting ("sync
+  now") reads ``GET /v2/past_meetings/{meetingId}/instances`` (empty: never started), then
+  per instance its details (the end time) and its participants.
 - UUIDs in paths go through :func:`encode_uuid` (Zoom's double-encoding rule).
 """
 
@@ -19,7 +24,7 @@ from urllib.parse import quote
 
 from crm_meetings.conferencing._http import ApiClient, Encoded, ErrorShape, HttpSettings
 from crm_meetings.conferencing._values import iso_z, parse_time, participant, windows
-from crm_meetings.conferencing.base import CheckResult, ProviderMeeting, RanMeeting
+from crm_meetings.conferencing.base import CheckResult, Instance, ProviderMeeting, RanMeeting
 from crm_meetings.conferencing.oauth import AccountCredentials
 from crm_meetings.conferencing.paging import token_pages
 from crm_meetings.errors import CrmMeetingsError, NoSessionExistsError, NotFoundError
@@ -84,6 +89,42 @@ def _provider_meeting(created: Mapping[str, Any]) -> ProviderMeeting:
         ),
         password=created.get("password") or None,
     )
+
+
+def _uuid_segment(uuid: str) -> dict[str, str]:
+    return {"meetingId": Encoded(encode_uuid(uuid))}
+
+
+class _Listed:
+    """One meeting's rows in the report listing, gathered while it is read."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.first_start: datetime | None = None
+        self.instances: dict[str, Instance] = {}
+        self.complete = True  # every row had its UUID and end
+
+    def add(self, row: Mapping[str, Any], started: datetime) -> None:
+        if self.first_start is None or started < self.first_start:
+            self.first_start = started
+        uuid, ended = row.get("uuid"), row.get("end_time")
+        if not uuid or not ended:
+            self.complete = False
+            return
+        self.instances.setdefault(
+            str(uuid), Instance(str(uuid), started, parse_time(ended, "end_time"))
+        )
+
+    def ran(self, meeting_id: str) -> RanMeeting:
+        assert self.first_start is not None  # a _Listed exists once a row was added
+        instances = sorted(self.instances.values(), key=lambda i: (i.start, i.id))
+        return RanMeeting(
+            VENDOR,
+            meeting_id,
+            self.topic,
+            self.first_start,
+            instances=tuple(instances) if self.complete else (),
+        )
 
 
 class ZoomProvider:
@@ -186,17 +227,20 @@ class ZoomProvider:
     def meetings_ran(
         self, organizer_email: str, since: datetime, until: datetime
     ) -> Iterator[RanMeeting]:
-        seen: set[str] = set()
+        """Read the whole report listing first: its rows are instances, each with its UUID,
+        start and end, so every meeting comes with the instances it had in the window."""
         user = self.user_id(organizer_email)
+        found: dict[str, _Listed] = {}
         for start, end in windows(since, until, REPORT_WINDOW_DAYS):
             # report dates are whole UTC days, both ends inclusive; filter to the instant
             for row in token_pages(self._report_pages(user, start, end), vendor=VENDOR):
                 started = parse_time(row.get("start_time"), "start_time")
-                meeting_id = str(row.get("id"))
-                if not since <= started < until or meeting_id in seen:
-                    continue
-                seen.add(meeting_id)
-                yield RanMeeting(VENDOR, meeting_id, str(row.get("topic", "")), started)
+                if since <= started < until:
+                    meeting_id = str(row.get("id"))
+                    listed = found.setdefault(meeting_id, _Listed(str(row.get("topic", ""))))
+                    listed.add(row, started)
+        ran = (listed.ran(meeting_id) for meeting_id, listed in found.items())
+        yield from sorted(ran, key=lambda meeting: meeting.first_start)
 
     def _report_pages(
         self, user: str, start: datetime, end: datetime
@@ -218,25 +262,38 @@ class ZoomProvider:
 
         return fetch
 
-    def sessions(self, provider_meeting_id: str) -> list[Session]:
-        listed = self.api.call("GET", INSTANCES, path={"meetingId": provider_meeting_id}).json()
-        instances = sorted(
-            listed.get("meetings", []), key=lambda i: parse_time(i.get("start_time"))
-        )
+    def sessions(
+        self, provider_meeting_id: str, *, listed: RanMeeting | None = None
+    ) -> list[Session]:
+        """From ``listed``'s instances when it has them (one participants read each);
+        else the meeting's instance list, then each instance's details (its end) and
+        participants."""
+        if listed is not None and listed.id == provider_meeting_id and listed.instances:
+            return [
+                self._session(provider_meeting_id, i.id, i.start, i.end) for i in listed.instances
+            ]
+        found = self.api.call("GET", INSTANCES, path={"meetingId": provider_meeting_id}).json()
+        instances = sorted(found.get("meetings", []), key=lambda i: parse_time(i.get("start_time")))
         if not instances:
             raise NoSessionExistsError(provider_meeting_id)
-        return [self._session(provider_meeting_id, str(i["uuid"])) for i in instances]
+        sessions = []
+        for instance in instances:
+            uuid = str(instance["uuid"])
+            details = self.api.call("GET", PAST_MEETING, path=_uuid_segment(uuid)).json()
+            start = parse_time(details.get("start_time"), "start_time")
+            end = parse_time(details.get("end_time"), "end_time")
+            sessions.append(self._session(provider_meeting_id, uuid, start, end))
+        return sessions
 
-    def _session(self, meeting_id: str, uuid: str) -> Session:
-        segment = {"meetingId": Encoded(encode_uuid(uuid))}
-        details = self.api.call("GET", PAST_MEETING, path=segment).json()
+    def _session(self, meeting_id: str, uuid: str, start: datetime, end: datetime) -> Session:
+        segment = _uuid_segment(uuid)
         people = token_pages(lambda token: self._participants_page(segment, token), vendor=VENDOR)
         return Session(
             provider=VENDOR,
             provider_session_id=uuid,
             provider_meeting_id=meeting_id,
-            start=parse_time(details.get("start_time"), "start_time"),
-            end=parse_time(details.get("end_time"), "end_time"),
+            start=start,
+            end=end,
             participants=tuple(people),
         )
 

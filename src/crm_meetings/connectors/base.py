@@ -13,7 +13,8 @@ same values.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -27,7 +28,9 @@ __all__ = [
     "ChangePage",
     "CheckResult",
     "Connector",
+    "ContactMemo",
     "HistoryItem",
+    "HistoryRun",
     "RecordType",
     "SentEmail",
     "derived_identity",
@@ -69,6 +72,61 @@ class HistoryItem:
 
     meeting: Meeting  # must carry crm_record_id
     sessions: tuple[Session, ...]
+
+
+class ContactMemo:
+    """Participant e-mail → the CRM's contact id (``None``: no such contact), so that a
+    sync looks each address up once; past ``limit`` addresses the least recently used is
+    forgotten (and read again if it comes back), so memory stays bounded."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, str | None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def unknown(self, emails: Iterable[str]) -> list[str]:
+        """The addresses (lower-cased, each once, in order) not looked up yet."""
+        wanted = dict.fromkeys(e.lower() for e in emails)
+        return [e for e in wanted if e not in self._ids]
+
+    def learn(self, looked_up: Iterable[str], found: Mapping[str, str]) -> None:
+        """Remember the result of a lookup of ``looked_up``: ``found`` maps those that are
+        contacts to their ids; the others are remembered as not being contacts."""
+        for email in looked_up:
+            key = email.lower()
+            self._ids[key] = found.get(key)
+            self._ids.move_to_end(key)
+        while len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+
+    def ids(self, emails: Iterable[str]) -> dict[str, str]:
+        """E-mail (lower-cased) → contact id, for the given addresses that are contacts."""
+        out: dict[str, str] = {}
+        for email in emails:
+            key = email.lower()
+            contact = self._ids.get(key)
+            if contact is not None:
+                self._ids.move_to_end(key)
+                out[key] = contact
+        return out
+
+
+@dataclass(slots=True)
+class HistoryRun:
+    """What one sync run shares between its ``write_history_many`` calls.
+
+    ``checked``: the caller already compared each session with what it last wrote (the
+    sync engine's store), so a connector needs no read of the CRM to skip unchanged
+    sessions; its upsert by session id still makes a replay (a crash after the CRM
+    accepted, before the store committed) update rather than duplicate.
+    ``contacts``: participants' contact ids as looked up so far in this run (dropped with
+    the run, so a contact created tomorrow is found tomorrow).
+    """
+
+    checked: bool = False
+    contacts: ContactMemo = field(default_factory=ContactMemo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +225,15 @@ class Connector(Protocol):
         """Incremental read, deletions included; ``None`` starts with a full scan."""
         ...
 
-    def write_history_many(self, items: Sequence[HistoryItem]) -> list[BatchResult]:
+    def write_history_many(
+        self, items: Sequence[HistoryItem], *, run: HistoryRun | None = None
+    ) -> list[BatchResult]:
         """Upsert sessions and participants keyed by provider session id: a replay
-        writes nothing twice. One result per session, keyed by its session id."""
+        writes nothing twice. One result per session, keyed by its session id.
+
+        ``run`` (the sync engine passes one per run) shares lookups between the run's
+        calls and says whether the sessions were already checked against the last write.
+        """
         ...
 
     def log_emails(self, emails: Sequence[SentEmail]) -> list[BatchResult]:

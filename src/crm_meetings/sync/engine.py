@@ -4,14 +4,18 @@ For one organizer (nightly, or "sync my meetings") or one meeting ("sync now"):
 
 1. take a lease per (org, provider, organizer), so a manual and the nightly sync never
    work on the same organizer at once;
-2. ask the provider which meetings ran since the checkpoint, less an overlap window;
+2. ask the provider which meetings ran since the checkpoint, less an overlap window, and
+   read their sessions (handing each listed meeting back, so that the provider reads only
+   what its listing lacked);
 3. match each to our meeting by provider meeting id (meetings scheduled elsewhere are
    counted as unmatched and reported); tombstoned (deleted) meetings are ignored;
 4. keep only sessions that are new or changed compared with the store — a second run
    writes nothing and makes only the provider reads needed to see that;
-5. write them to the CRM in batches of the connector's limit; after each batch, record
-   the accepted sessions in the store in one transaction (so a crash between batches
-   resumes where it stopped, and upserts keyed by session id never duplicate);
+5. write them to the CRM in batches of ``batch_sessions`` (the connector splits each to its
+   CRM's limit; one :class:`HistoryRun` per run tells it the sessions were checked against
+   the store and shares its lookups); after each batch, record the accepted sessions in
+   the store in one transaction (so a crash between batches resumes where it stopped, and
+   upserts keyed by session id never duplicate);
 6. advance the checkpoint only when every batch was accepted; stop cleanly, with a
    resumable checkpoint, when the CRM's API budget runs low.
 
@@ -26,8 +30,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from crm_meetings.conferencing.base import ConferencingProvider
-from crm_meetings.connectors.base import Connector, HistoryItem
+from crm_meetings.conferencing.base import ConferencingProvider, RanMeeting
+from crm_meetings.connectors.base import Connector, HistoryItem, HistoryRun
 from crm_meetings.errors import ConflictError, CrmMeetingsError, NoSessionExistsError
 from crm_meetings.model import CrmKind, Meeting, MeetingStatus, Session
 from crm_meetings.store import DEFAULT_ORG_ID, RunCounters, Store, SyncRunStatus
@@ -47,6 +51,10 @@ class SyncOptions:
     first_window: timedelta = timedelta(days=30)
     lease_ttl: timedelta = timedelta(minutes=30)
     min_budget: int = 25  # stop when fewer API calls than this are left in the CRM's budget
+    # sessions handed to a connector at once: a multiple of every CRM's batch limit (100,
+    # 200), large enough that the last, partly filled call of each kind (contact reads,
+    # meeting updates, links) costs little; one batch is what a sync holds in memory
+    batch_sessions: int = 1_000
     dry_run: bool = False
 
 
@@ -120,9 +128,10 @@ class HistorySync:
                 else now - self.options.first_window
             )
         with self._run(kind, organizer=organizer) as run:
-            ran = self.provider.meetings_ran(organizer, since, now)
-            ids = list(dict.fromkeys(meeting.id for meeting in ran))
-            complete = self._write(self._collect(ids, run.tally, progress), run)
+            ran: dict[str, RanMeeting] = {}  # each meeting once, as first listed
+            for listed in self.provider.meetings_ran(organizer, since, now):
+                ran.setdefault(listed.id, listed)
+            complete = self._write(self._collect(list(ran.values()), run.tally, progress), run)
             if complete and not self.options.dry_run and not backfill:
                 with self.store.transaction() as uow:
                     uow.checkpoints.set(
@@ -167,25 +176,25 @@ class HistorySync:
         return [m for m in found if m.crm in self.connectors and m.crm_record_id]
 
     def _collect(
-        self, provider_ids: Sequence[str], tally: _Tally, progress: Progress | None
+        self, ran: Sequence[RanMeeting], tally: _Tally, progress: Progress | None
     ) -> Iterator[HistoryItem]:
         """What to write, meeting by meeting, produced lazily: a sync holds one batch at a
         time in memory, however many meetings ran."""
-        for done, provider_id in enumerate(provider_ids, 1):
-            yield from self._collect_one(provider_id, tally)
+        for done, listed in enumerate(ran, 1):
+            yield from self._collect_one(listed, tally)
             if progress is not None:
-                progress(done, len(provider_ids))
+                progress(done, len(ran))
 
-    def _collect_one(self, provider_id: str, tally: _Tally) -> Iterator[HistoryItem]:
-        matches = self._match(provider_id)
+    def _collect_one(self, listed: RanMeeting, tally: _Tally) -> Iterator[HistoryItem]:
+        matches = self._match(listed.id)
         if not matches:
-            tally.unmatched.append(provider_id)
+            tally.unmatched.append(listed.id)
             return
         live = [m for m in matches if m.status is not MeetingStatus.DELETED]
         if not live:
             return  # a tombstone: late data for a deleted meeting is ignored
         try:
-            sessions = self.provider.sessions(provider_id)
+            sessions = self.provider.sessions(listed.id, listed=listed)
         except NoSessionExistsError:
             return
         for meeting in live:
@@ -206,7 +215,7 @@ class HistorySync:
             run.planned = tuple(pending)
             return True
         complete = True
-        for crm, batch in _batches(pending):
+        for crm, batch in _batches(pending, self.options.batch_sessions):
             connector = self.connectors[crm]
             budget = connector.budget().remaining
             if budget is not None and budget < self.options.min_budget:
@@ -215,7 +224,8 @@ class HistorySync:
                     "stopped — the next run resumes from the checkpoint."
                 )
                 return False
-            results = {r.key: r for r in connector.write_history_many(batch)}
+            written = connector.write_history_many(batch, run=run.history)
+            results = {r.key: r for r in written}
             accepted: list[tuple[Meeting, list[Session]]] = []
             for item in batch:
                 ok = [s for s in item.sessions if _ok(results.get(s.provider_session_id))]
@@ -249,15 +259,18 @@ def _ok(result: object) -> bool:
     return result is not None and bool(getattr(result, "ok", False))
 
 
-def _batches(items: Iterable[HistoryItem]) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
-    """Per CRM, batches of about 200 sessions, each handed on as soon as it is full (any
-    CRM's own limit is honoured again inside its connector)."""
+def _batches(
+    items: Iterable[HistoryItem], limit: int
+) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
+    """Per CRM, batches of at most ``limit`` sessions (a meeting's sessions stay together;
+    one with more goes alone), each handed on as soon as it is full (each CRM's own limit
+    is honoured again inside its connector)."""
     batches: dict[CrmKind, list[HistoryItem]] = {}
     sizes: dict[CrmKind, int] = {}
     for item in items:
         crm = item.meeting.crm
         batch = batches.setdefault(crm, [])
-        if batch and sizes[crm] + len(item.sessions) > _BATCH_SESSIONS:
+        if batch and sizes[crm] + len(item.sessions) > limit:
             yield crm, batch
             batch = batches[crm] = []
             sizes[crm] = 0
@@ -266,9 +279,6 @@ def _batches(items: Iterable[HistoryItem]) -> Iterator[tuple[CrmKind, list[Histo
     for crm, batch in batches.items():
         if batch:
             yield crm, batch
-
-
-_BATCH_SESSIONS = 200
 
 
 class _Run:
@@ -282,6 +292,7 @@ class _Run:
         self.organizer = organizer
         self.meeting_id = meeting_id
         self.tally = _Tally()
+        self.history = HistoryRun(checked=True)  # _changed compared every session with the store
         self.planned: tuple[HistoryItem, ...] = ()
         self.run_id: int | None = None
         self.holder = uuid.uuid4().hex

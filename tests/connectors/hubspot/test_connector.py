@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crm_meetings.connectors.base import HistoryItem
+from crm_meetings.connectors.base import HistoryItem, HistoryRun
 from crm_meetings.connectors.hubspot import HubSpotConnector
 from crm_meetings.errors import (
     NotFoundError,
@@ -248,6 +248,42 @@ def test_history_twice_writes_nothing_new(connector: HubSpotConnector, sandbox: 
     again = connector.write_history_many([HistoryItem(created, sessions)])
     assert [r.record_id for r in again] == [r.record_id for r in first]
     assert emulator(sandbox).state() == state
+
+
+def test_history_in_one_run_reads_each_email_once(
+    connector: HubSpotConnector, hubspot_calls: Calls
+) -> None:
+    """A sync run shares its contact lookups: an e-mail read (contact or not) is not read
+    again by a later call of the same run; outside a run each call reads its own."""
+    created = [connector.create(meeting()) for _ in range(4)]
+    join = START + timedelta(minutes=1)
+
+    def item(created: Meeting, n: int, *emails: str) -> HistoryItem:
+        people = tuple(Participant(e, join, join + timedelta(minutes=9), e) for e in emails)
+        return HistoryItem(created, (Session("zoom", f"run-{n}", "8123", START, join, people),))
+
+    connector.session_object()  # the schema read, once per connector
+    run = HistoryRun(checked=True)
+    # one outcome update, one contact read, one session upsert, links to meeting and contact
+    per_call = [5, 4, 5]
+    made = []
+    for n, emails in enumerate(
+        [
+            ("ann@client.example", "guest@elsewhere.example"),
+            ("Ann@Client.example", "guest@elsewhere.example"),  # both known now
+            ("ann@client.example", "new@elsewhere.example"),  # one new address: one read
+        ]
+    ):
+        before = hubspot_calls()
+        (result,) = connector.write_history_many([item(created[n], n, *emails)], run=run)
+        assert result.ok
+        made.append(hubspot_calls() - before)
+    assert made == per_call
+    assert len(run.contacts) == 3
+
+    before = hubspot_calls()
+    connector.write_history_many([item(created[3], 3, "ann@client.example")])
+    assert hubspot_calls() - before == 5, "no run: the call reads for itself"
 
 
 def test_date_versioned_paths(sandbox: Sandbox) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from crm_meetings.connectors.base import HistoryItem
+from crm_meetings.connectors.base import HistoryItem, HistoryRun
 from crm_meetings.connectors.zoho import ZohoConnector, ZohoCredentials
 from crm_meetings.errors import NotFoundError, RefreshFailedError, RemoteError, ValidationError
 from crm_meetings.model import (
@@ -176,20 +176,25 @@ def test_persistent_5xx_ends_in_a_clear_error(sandbox: Sandbox, connector: ZohoC
     assert connector.calls.total() == 4  # the policy's bound
 
 
-def test_history_twice_writes_once(sandbox: Sandbox, connector: ZohoConnector) -> None:
-    created = connector.create(meetings(sandbox, 1)[0])
+def daily_sessions(n: int) -> tuple[Session, ...]:
+    """``n`` sessions of one meeting, a day apart, each attended by Ann."""
     join = T0 + timedelta(minutes=1)
-    sessions = tuple(
+    return tuple(
         Session(
             "zoom",
-            f"uuid-{n}",
+            f"uuid-{day}",
             "81234567890",
-            T0 + timedelta(days=n),
-            T0 + timedelta(days=n, minutes=30),
+            T0 + timedelta(days=day),
+            T0 + timedelta(days=day, minutes=30),
             (Participant("Ann", join, join + timedelta(minutes=20), "ann@client.example"),),
         )
-        for n in range(3)
+        for day in range(n)
     )
+
+
+def test_history_twice_writes_once(sandbox: Sandbox, connector: ZohoConnector) -> None:
+    created = connector.create(meetings(sandbox, 1)[0])
+    sessions = daily_sessions(3)
     first = connector.write_history_many([HistoryItem(created, sessions)])
     assert [r.ok for r in first] == [True, True, True]
     state = sandbox.emulator("zoho").state()["history_sessions"]
@@ -198,6 +203,31 @@ def test_history_twice_writes_once(sandbox: Sandbox, connector: ZohoConnector) -
     assert [r.record_id for r in second] == [r.record_id for r in first]
     assert sandbox.emulator("zoho").state()["history_sessions"] == state
     assert connector.calls.total() - before == 1  # one read, no write
+
+
+def test_history_in_a_checked_run_upserts_without_reading(
+    sandbox: Sandbox, connector: ZohoConnector
+) -> None:
+    """The sync engine already compared the sessions with its store: 150 sessions are two
+    upserts and no COQL read. Replayed (a crash after Zoho accepted, before the store
+    committed), the upsert on Provider_Session_Id updates the same records: no duplicate."""
+    created = connector.create(meetings(sandbox, 1)[0])
+    sessions = daily_sessions(150)
+    items = [HistoryItem(created, sessions)]
+    before = connector.calls.total()
+    first = connector.write_history_many(items, run=HistoryRun(checked=True))
+    assert all(r.ok for r in first)
+    assert connector.calls.total() - before == 2
+    assert connector.calls.total(endpoint="/crm/v8/coql") == 0
+
+    replay = connector.write_history_many(items, run=HistoryRun(checked=True))
+    assert [r.record_id for r in replay] == [r.record_id for r in first]
+    stored = sandbox.emulator("zoho").state()["history_sessions"]
+    assert sorted(r["Provider_Session_Id"] for r in stored) == sorted(
+        s.provider_session_id for s in sessions
+    )
+    assert connector.calls.total() - before == 4
+    assert connector.calls.total(endpoint="/crm/v8/coql") == 0
 
 
 def test_check_and_record_types(connector: ZohoConnector) -> None:

@@ -44,7 +44,9 @@ from crm_meetings.connectors.base import (
     Budget,
     ChangePage,
     CheckResult,
+    ContactMemo,
     HistoryItem,
+    HistoryRun,
     RecordType,
     SentEmail,
 )
@@ -550,8 +552,12 @@ class HubSpotConnector:
             self._session_object = str(found["objectTypeId"])
         return self._session_object
 
-    def write_history_many(self, items: Sequence[HistoryItem]) -> list[BatchResult]:
-        """Meeting outcome and actual times, then one upserted record per session."""
+    def write_history_many(
+        self, items: Sequence[HistoryItem], *, run: HistoryRun | None = None
+    ) -> list[BatchResult]:
+        """Meeting outcome and actual times, then one upserted record per session, linked to
+        its meeting and to the participants who are contacts (each address read once per
+        ``run``)."""
         session_type = self.session_object()
         results: dict[str, BatchResult] = {}
         meeting_failed: dict[str, CrmMeetingsError] = {}
@@ -580,8 +586,10 @@ class HubSpotConnector:
                         session.provider_session_id, False, error=meeting_failed[record_id]
                     )
         links: list[tuple[str, str, str]] = []  # (session record id, target type, target id)
-        emails = {p.email for _, s in pending for p in s.participants if p.email}
-        contacts = self._contact_ids_by_email(sorted(emails), create=False) if emails else {}
+        contacts = self._participant_contacts(
+            [p.email for _, s in pending for p in s.participants if p.email],
+            run.contacts if run is not None else ContactMemo(),
+        )
         for chunk in _chunks(pending, BATCH_LIMIT):
             inputs = [
                 {
@@ -606,14 +614,23 @@ class HubSpotConnector:
                     results[key] = BatchResult(key, True, saved[key])
                     links.append((saved[key], "meetings", self._record_id(item.meeting)))
                     links += [
-                        (saved[key], "contacts", contacts[p.email])
+                        (saved[key], "contacts", contacts[p.email.lower()])
                         for p in session.participants
-                        if p.email in contacts
+                        if p.email and p.email.lower() in contacts
                     ]
                 else:
                     results[key] = BatchResult(key, False, error=errors.get(key) or _missing(key))
         self._link_sessions(session_type, links)
         return [results[s.provider_session_id] for item in items for s in item.sessions]
+
+    def _participant_contacts(self, emails: Sequence[str], memo: ContactMemo) -> dict[str, str]:
+        """E-mail (lower-cased) → contact id of the participants who are contacts; only
+        addresses ``memo`` has not seen are read (batch read by ``email``, ≤ 100 each)."""
+        unknown = memo.unknown(emails)
+        found = self._contact_ids_by_email(unknown, create=False) if unknown else {}
+        known = memo.ids(emails)
+        memo.learn(unknown, found)
+        return {**known, **found}
 
     def _link_sessions(self, session_type: str, links: Sequence[tuple[str, str, str]]) -> None:
         for to_type in ("meetings", "contacts"):

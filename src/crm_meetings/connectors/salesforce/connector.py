@@ -34,6 +34,7 @@ from crm_meetings.connectors.base import (
     ChangePage,
     CheckResult,
     HistoryItem,
+    HistoryRun,
     RecordType,
     SentEmail,
 )
@@ -544,8 +545,12 @@ class SalesforceConnector:
 
     # --- history ----------------------------------------------------------------------
 
-    def write_history_many(self, items: Sequence[HistoryItem]) -> list[BatchResult]:
-        """Upsert sessions on their external id, then participants on theirs (≤ 200 per call)."""
+    def write_history_many(
+        self, items: Sequence[HistoryItem], *, run: HistoryRun | None = None
+    ) -> list[BatchResult]:
+        """Upsert sessions on their external id, then participants on theirs (≤ 200 per call).
+
+        No reads, so ``run`` has nothing to save here."""
         pairs = [(item.meeting, s) for item in items for s in item.sessions]
         results: dict[str, BatchResult] = {}
         writable = []

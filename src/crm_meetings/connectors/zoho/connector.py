@@ -22,7 +22,8 @@ Calls
 -----
 Reads: ``GET /Events/{id}``, ``GET /Events`` (``fields``, ``page``/``per_page`` ≤ 200,
 ``page_token`` past 2,000 records, ``If-Modified-Since``), ``GET /Events/deleted``, ``POST
-/coql`` (records related to an Account/Deal/Contact; stored history hashes). Writes, ≤ 100
+/coql`` (records related to an Account/Deal/Contact; stored history hashes, outside a sync
+run). Writes, ≤ 100
 records per call with per-record results: ``POST /Events`` (insert), ``PUT /Events/{id}``,
 ``DELETE /Events/{id}``, ``POST /CRM_Meeting_Sessions/upsert``, ``POST /Notes`` (a sent
 e-mail logged as a note; ``GET /{module}/{id}/Notes`` before a replay). Metadata for
@@ -57,6 +58,7 @@ from crm_meetings.connectors.base import (
     ChangePage,
     CheckResult,
     HistoryItem,
+    HistoryRun,
     RecordType,
     SentEmail,
 )
@@ -529,28 +531,31 @@ class ZohoConnector:
 
     # --- history ----------------------------------------------------------------------
 
-    def write_history_many(self, items: Sequence[HistoryItem]) -> list[BatchResult]:
+    def write_history_many(
+        self, items: Sequence[HistoryItem], *, run: HistoryRun | None = None
+    ) -> list[BatchResult]:
+        """Upsert one ``CRM_Meeting_Sessions`` record per session on ``Provider_Session_Id``
+        (≤ 100 per call). Unless ``run.checked`` (the engine compared the sessions with its
+        store already), first read the stored ``History_Hash`` of those sessions (COQL, ≤ 50
+        per read) and skip the unchanged ones, so that a replay leaves the records untouched.
+        """
         sessions: dict[str, tuple[str | None, Session]] = {}
         for item in items:
             for session in item.sessions:
                 sessions[session.provider_session_id] = (item.meeting.crm_record_id, session)
         results: dict[str, BatchResult] = {}
-        pending: list[tuple[str, Json]] = []
         for key, (event_id, _session) in sessions.items():
             if not event_id:
                 results[key] = BatchResult(
                     key, False, error=ValidationError("crm_record_id", "meeting not in Zoho")
                 )
-        ready = [(k, e, s) for k, (e, s) in sessions.items() if e and k not in results]
-        for chunk in _chunks(ready, COQL_IN_LIMIT):
-            stored = self._stored_history([key for key, _, _ in chunk])
-            for key, event_id, session in chunk:
-                record = session_record(str(event_id), session)
-                known = stored.get(key)
-                if known is not None and known[1] == record["History_Hash"]:
-                    results[key] = BatchResult(key, True, record_id=known[0])
-                else:
-                    pending.append((key, record))
+        pending = [
+            (key, session_record(str(event_id), session))
+            for key, (event_id, session) in sessions.items()
+            if key not in results
+        ]
+        if run is None or not run.checked:
+            pending = self._changed_only(pending, results)
         for batch in _chunks(pending, BATCH_LIMIT):
             entries = self._write(
                 "POST",
@@ -617,6 +622,22 @@ class ZohoConnector:
                     break
                 page += 1
         return found
+
+    def _changed_only(
+        self, records: list[tuple[str, Json]], results: dict[str, BatchResult]
+    ) -> list[tuple[str, Json]]:
+        """The records Zoho does not hold as they are (by ``History_Hash``); the others are
+        answered into ``results`` with their stored id."""
+        changed: list[tuple[str, Json]] = []
+        for chunk in _chunks(records, COQL_IN_LIMIT):
+            stored = self._stored_history([key for key, _ in chunk])
+            for key, record in chunk:
+                known = stored.get(key)
+                if known is not None and known[1] == record["History_Hash"]:
+                    results[key] = BatchResult(key, True, record_id=known[0])
+                else:
+                    changed.append((key, record))
+        return changed
 
     def _stored_history(self, keys: list[str]) -> dict[str, tuple[str, str]]:
         values = ", ".join("'" + k.replace("'", "''") + "'" for k in keys)

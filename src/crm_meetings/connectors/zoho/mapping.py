@@ -40,8 +40,10 @@ Why a module and not the Event's own participants: Events hold invitees, not att
 a person may join a session twice, sessions repeat, and people join who were never invited.
 Events cannot be upserted (Zoho's upsert excludes activities) while custom modules can, so
 session writes are idempotent by construction. ``History_Hash`` (SHA-256 of the session's
-canonical content) lets the connector read what is stored and skip unchanged sessions, so a
-replay writes nothing — not even a new ``Modified_Time``.
+canonical content) lets a caller that has not compared the sessions itself read what is
+stored and skip unchanged sessions, so a replay writes nothing — not even a new
+``Modified_Time``. The sync engine has compared them (its store) and upserts without that
+read (``HistoryRun.checked``).
 """
 
 from __future__ import annotations
