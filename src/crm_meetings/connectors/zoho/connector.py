@@ -345,6 +345,21 @@ class ZohoConnector:
             raise NotFoundError(f"zoho: no Event {record_id}")
         return meeting_from_zoho(rows[0])
 
+    def find_by_uid(self, uid: str) -> Meeting | None:
+        """A COQL query on ``CRM_Meetings_UID`` (``=`` is an exact match; the search API's
+        ``equals`` behaves like *contains* and needs another scope), then the Event by id.
+        A deleted Event is in the recycle bin, which COQL does not read."""
+        quoted = "'" + uid.replace("'", "''") + "'"
+        rows, _ = self._coql(
+            f"select id from Events where CRM_Meetings_UID = {quoted} limit 1"  # noqa: S608 - quoted
+        )
+        if not rows:
+            return None
+        try:
+            return self.get(str(rows[0]["id"]))
+        except NotFoundError:  # deleted between the two reads
+            return None
+
     def record_visible(self, ref: RecordRef) -> bool:
         """Whether the record exists and this org's credentials see it (one GET, id only)."""
         module = module_of(ref)
