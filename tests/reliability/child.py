@@ -123,7 +123,7 @@ def main() -> None:
                 end=datetime.fromisoformat(asked["end"]),
                 timezone=asked["timezone"],
                 invitees=tuple(Invitee(email, name) for email, name in asked["invitees"]),
-                related=(RecordRef(*asked["related"]),),
+                related=tuple(RecordRef(*ref) for ref in asked["related"]),
                 description=asked["description"],
             )
             ctx = ActionContext(

@@ -22,11 +22,11 @@ Calls
 -----
 Reads: ``GET /Events/{id}``, ``GET /Events`` (``fields``, ``page``/``per_page`` ≤ 200,
 ``page_token`` past 2,000 records, ``If-Modified-Since``), ``GET /Events/deleted``, ``POST
-/coql`` (records related to an Account/Deal/Contact; stored history hashes). Writes, ≤ 100
-records per call with per-record results: ``POST /Events`` (insert), ``PUT /Events/{id}``,
-``DELETE /Events/{id}``, ``POST /CRM_Meeting_Sessions/upsert``, ``POST /Notes`` (a sent
-e-mail logged as a note; ``GET /{module}/{id}/Notes`` before a replay). Metadata for
-``check()``:
+/coql`` (records related to an Account/Deal/Contact; an Event by its UID; stored history
+hashes). Writes, ≤ 100 records per call with per-record results: ``POST /Events``
+(insert), ``PUT /Events/{id}``, ``DELETE /Events/{id}``, ``POST
+/CRM_Meeting_Sessions/upsert``, ``POST /Notes`` (a sent e-mail logged as a note; ``GET
+/{module}/{id}/Notes`` before a replay). Metadata for ``check()``:
 ``users?type=CurrentUser``, ``settings/fields``, ``settings/layouts``.
 
 Retries (:func:`crm_meetings.transport.retrying`, in :meth:`ZohoConnector._call` only):
