@@ -312,9 +312,12 @@ class HubSpotConnector:
 
     def find_by_uid(self, uid: str) -> Meeting | None:
         """``GET /crm/v3/objects/meetings/{uid}?idProperty=crm_meetings_uid``: HubSpot reads
-        an object by any unique property's value (objects API, "Read": ``idProperty``), and
-        a read by id sees a create at once, unlike the search API, whose index lags behind
-        writes. An archived (deleted) meeting answers 404: ``None``."""
+        an object by any unique property's value (objects API, "Read": "``{objectId}``
+        refers to the internal object ID by default, or optionally any unique property value
+        as specified by the ``idProperty`` query param", developers.hubspot.com/docs/
+        api-reference/latest/crm/objects/...), and a read by id sees a create at once,
+        unlike the search API, whose index lags behind writes. An archived (deleted)
+        meeting answers 404: ``None``."""
         try:
             return self._get(uid, id_property=UID_PROPERTY)
         except NotFoundError:

@@ -346,9 +346,11 @@ class ZohoConnector:
         return meeting_from_zoho(rows[0])
 
     def find_by_uid(self, uid: str) -> Meeting | None:
-        """A COQL query on ``CRM_Meetings_UID`` (``=`` is an exact match; the search API's
-        ``equals`` behaves like *contains* and needs another scope), then the Event by id.
-        A deleted Event is in the recycle bin, which COQL does not read."""
+        """A COQL query on ``CRM_Meetings_UID`` (``=`` is an exact match), then the Event by
+        id. Not the search API: its ``equals`` "behaves like contains" and it needs the
+        ``ZohoSearch.securesearch.READ`` scope too (zoho.com/crm/developer/docs/api/v8/
+        search-records.html). A deleted Event is in the recycle bin, which COQL does not
+        read: ``None``."""
         quoted = "'" + uid.replace("'", "''") + "'"
         rows, _ = self._coql(
             f"select id from Events where CRM_Meetings_UID = {quoted} limit 1"  # noqa: S608 - quoted
