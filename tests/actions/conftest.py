@@ -123,6 +123,19 @@ class Rig:
             m.uid for m in self.connector.list_for_record(self.related) if m.uid.startswith("act")
         ]
 
+    def crm_creates(self) -> int:
+        """Create calls the CRM answered (a record or a refusal: each one was sent)."""
+        method, endpoint = _CREATES[self.crm]
+        return self.sandbox.calls.count(self.crm, method=method, endpoint=endpoint)
+
+    def crm_count(self, uid: str) -> int:
+        """CRM records carrying ``uid``, wherever they are (a full read of the CRM)."""
+        return sum(
+            meeting.uid == uid
+            for page in self.connector.changed_since(None)
+            for meeting in page.meetings
+        )
+
     def provider_ids(self) -> list[str]:
         """Provider meetings our actions created (deleted ones included), oldest first."""
         made = self.sandbox.state(self.provider_vendor)["meetings"]

@@ -95,6 +95,9 @@ class MemoryCrm:
     def list_for_record(self, ref: RecordRef) -> Iterator[Meeting]:
         return iter([m for m in self.records.values() if ref in m.related])
 
+    def find_by_uid(self, uid: str) -> Meeting | None:
+        return next((m for m in self.records.values() if m.uid == uid), None)
+
     def touch(self, record_id: str) -> None:
         """Someone edits the record in the CRM."""
         record = self.get(record_id)

@@ -217,6 +217,25 @@ def test_a_crash_at_any_step_then_a_retry_completes_exactly_once(
     assert schedule(ctx, request).replayed
 
 
+def test_a_crash_after_the_crm_create_of_a_meeting_on_no_record_leaves_one_crm_record(
+    ctx: ActionContext, rig: Any, store: Store, clock: Any
+) -> None:
+    """Booking pages and the assistant schedule meetings related to no CRM record: the
+    retry finds the record the crashed attempt made by the meeting's UID."""
+    request = replace(schedule_request(ctx, rig), related=())
+    with pytest.raises(Crash):  # the CRM made the record; its id was never saved
+        schedule(replace(ctx, hook=crash_at("crm.create.answered")), request)
+    assert rig.crm_creates() == 1
+    clock.advance(minutes=6)
+    result = schedule(ctx, request)
+    assert result.meeting.crm_record_id is not None
+    assert rig.crm_creates() == 1  # adopted by its UID: not even a refused second create
+    assert rig.crm_count(result.meeting.uid) == 1
+    assert rig.crm_status(result.meeting.crm_record_id) is MeetingStatus.SCHEDULED
+    assert len(outbox(store)) == 2
+    assert stored_count(store, ctx) == 1
+
+
 def test_a_crm_refusal_after_the_provider_create_removes_the_provider_meeting(
     ctx: ActionContext, rig: Any, store: Store
 ) -> None:

@@ -148,6 +148,25 @@ def test_life_cycle(rig: Rig) -> None:
     assert record_id in {d for page in later for d in page.deleted}
 
 
+def test_find_by_uid_reads_our_meeting_back_until_it_is_deleted(rig: Rig) -> None:
+    """The lookup a retried create relies on: found at once (no related record needed),
+    ``None`` for a UID the CRM never saw and for a deleted record."""
+    connector = rig.connector
+    created = connector.create(rig.meeting(related=()))
+    assert connector.find_by_uid("never-made@crm-meetings") is None
+    found = connector.find_by_uid(created.uid)
+    assert found is not None
+    assert (found.crm_record_id, found.id, found.uid) == (
+        created.crm_record_id,
+        created.id,
+        created.uid,
+    )
+    assert found.subject == created.subject
+    assert created.crm_record_id is not None
+    connector.delete(created.crm_record_id)
+    assert connector.find_by_uid(created.uid) is None
+
+
 def _last_cursor(pages: list[Any]) -> str | None:
     cursors = [p.cursor for p in pages if p.cursor is not None]
     return cursors[-1] if cursors else None

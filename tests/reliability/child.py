@@ -161,7 +161,7 @@ def run(config: dict[str, Any], step: Step) -> dict[str, Any]:
             end=datetime.fromisoformat(asked["end"]),
             timezone=asked["timezone"],
             invitees=tuple(Invitee(email, name) for email, name in asked["invitees"]),
-            related=(RecordRef(*asked["related"]),),
+            related=tuple(RecordRef(*ref) for ref in asked["related"]),
             description=asked["description"],
         )
         ctx = ActionContext(

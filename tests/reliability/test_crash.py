@@ -331,42 +331,51 @@ def action_world(
         rig.close()
 
 
+def asked_of(request: Any) -> dict[str, Any]:
+    """A schedule request as the child reads it from its config."""
+    return {
+        "key": request.idempotency_key,
+        "subject": request.subject,
+        "start": request.start.isoformat(),
+        "end": request.end.isoformat(),
+        "timezone": request.timezone,
+        "invitees": [[i.email, i.name] for i in request.invitees],
+        "related": [[r.object_type, r.record_id] for r in request.related],
+        "description": request.description,
+    }
+
+
+def world_context(world: ActionWorld) -> tuple[ActionContext, dict[str, Any]]:
+    """The rep's context in this process, and the child's config for the same world."""
+    rig = world.rig
+    ctx = ActionContext(
+        store=world.store,
+        connector=rig.connector,
+        provider=rig.provider,
+        actor=actions_rigs.ORGANIZER,
+        clock=world.clock,
+    )
+    config = remote(rig.sandbox, rig.crm, rig.provider_vendor)
+    actor = [ctx.actor.email, ctx.actor.name]
+    config |= {"mode": "schedule", "store_url": world.url, "actor": actor}
+    return ctx, config
+
+
 def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
     action_world: ActionWorld, forker: Forker, tally: Counter[str], tmp_path: Path
 ) -> None:
     rig, store, clock = action_world.rig, action_world.store, action_world.clock
     kills = math.ceil(KILL_POINTS / 2 / len(SCHEDULE_RIGS))
     rng = random.Random(f"{SEED}-schedule-{rig.name}")
-    ctx = ActionContext(
-        store=store,
-        connector=rig.connector,
-        provider=rig.provider,
-        actor=actions_rigs.ORGANIZER,
-        clock=clock,
-    )
-    config = remote(rig.sandbox, rig.crm, rig.provider_vendor)
-    config |= {
-        "mode": "schedule",
-        "store_url": action_world.url,
-        "actor": [ctx.actor.email, ctx.actor.name],
-    }
+    ctx, config = world_context(action_world)
     uids: list[str] = []
     orphans = 0
     for n in range(kills):
         request = actions_suite.schedule_request(ctx, rig, key=f"crash-{n}")
-        asked = {
-            "key": request.idempotency_key,
-            "subject": f"{request.subject} {n}",
-            "start": request.start.isoformat(),
-            "end": request.end.isoformat(),
-            "timezone": request.timezone,
-            "invitees": [[i.email, i.name] for i in request.invitees],
-            "related": [rig.related.object_type, rig.related.record_id],
-            "description": request.description,
-        }
-        request = replace(request, subject=asked["subject"])
-        # 4 boundaries: claimed, provider.create, crm.create, commit
-        at, delay = kill_point(rng, 4)
+        request = replace(request, subject=f"{request.subject} {n}")
+        asked = asked_of(request)
+        # 5 boundaries: claimed, provider.create, crm.create.answered, crm.create, commit
+        at, delay = kill_point(rng, 5)
         delay *= 3  # reach into the HTTP calls and the commit
         outcome = run_child(
             forker, config | {"now": clock().isoformat(), "schedule": asked}, tmp_path, at, delay
@@ -422,6 +431,30 @@ def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
     tally["double_sent"] += double
     assert len(queued) == 2 * len(uids)
     assert (lost, double) == (0, 0)
+
+
+def test_a_schedule_on_no_record_killed_once_the_crm_answered_leaves_one_crm_record(
+    action_world: ActionWorld, forker: Forker, tally: Counter[str], tmp_path: Path
+) -> None:
+    """Booking pages schedule meetings related to no CRM record. SIGKILLed after the CRM
+    made the record and before its id was saved, the retry finds it by UID: no second
+    create is even sent."""
+    rig, clock = action_world.rig, action_world.clock
+    ctx, config = world_context(action_world)
+    request = replace(actions_suite.schedule_request(ctx, rig, key="crash-unrelated"), related=())
+    schedule_config = config | {"now": clock().isoformat(), "schedule": asked_of(request)}
+    outcome = run_child(forker, schedule_config, tmp_path, 3, 0.0)  # the third boundary, at once
+    assert outcome.killed
+    assert outcome.steps == ["claimed", "provider.create", "crm.create.answered"]
+    tally["kill_points"] += 1
+    assert rig.crm_creates() == 1
+    clock.advance(minutes=6)  # the killed attempt's lease runs out
+    result = schedule(ctx, request)
+    assert rig.crm_creates() == 1
+    duplicates = rig.crm_count(result.meeting.uid) - 1
+    tally["duplicates"] += duplicates
+    assert duplicates == 0
+    assert rig.live() == [result.meeting.provider_meeting_id]
 
 
 @pytest.mark.parametrize("action_world", [("salesforce-zoom", "sqlite")], indirect=True)

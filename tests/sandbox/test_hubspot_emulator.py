@@ -151,6 +151,24 @@ def test_upsert_and_archived_listing(client: httpx.Client) -> None:
     assert "archivedAt" in archived[0]
 
 
+def test_read_by_a_unique_property(client: httpx.Client) -> None:
+    """Objects API, "Read": ``{objectId}`` is any unique property's value with
+    ``idProperty``; absent or archived: 404 OBJECT_NOT_FOUND; a non-unique property: 400."""
+    props = {"hs_timestamp": "1767225600000", "hs_meeting_title": "T", "crm_meetings_uid": "u@x"}
+    made = client.post(MEETINGS, json={"properties": props}).json()
+    by_uid = {"idProperty": "crm_meetings_uid", "properties": "hs_meeting_title"}
+    found = client.get(f"{MEETINGS}/u@x", params=by_uid)
+    assert (found.status_code, found.json()["id"]) == (200, made["id"])
+    assert found.json()["properties"]["hs_meeting_title"] == "T"
+    absent = client.get(f"{MEETINGS}/other@x", params=by_uid)
+    assert (absent.status_code, absent.json()["category"]) == (404, "OBJECT_NOT_FOUND")
+    assert absent.json()["context"] == {"id": ["other@x"]}
+    not_unique = client.get(f"{MEETINGS}/T", params={"idProperty": "hs_meeting_title"})
+    assert (not_unique.status_code, not_unique.json()["category"]) == (400, "VALIDATION_ERROR")
+    assert client.delete(f"{MEETINGS}/{made['id']}").status_code == 204
+    assert client.get(f"{MEETINGS}/u@x", params=by_uid).status_code == 404
+
+
 def test_rate_limit_fault_in_hubspot_format(client: httpx.Client, box: Sandbox) -> None:
     box.faults.set(
         "hubspot", FaultPlan(fail_next=1, fail_kind=FaultKind.RATE_LIMITED, retry_after=2)

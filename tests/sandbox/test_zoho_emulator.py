@@ -176,6 +176,24 @@ def test_coql_and_metadata(zoho: tuple[Sandbox, httpx.Client]) -> None:
     assert me[0]["email"] == "admin@sandbox.example.com"
 
 
+def test_coql_finds_an_event_by_its_uid_and_answers_204_for_none(
+    zoho: tuple[Sandbox, httpx.Client],
+) -> None:
+    _, client = zoho
+    made = client.post("/crm/v8/Events", json={"data": [event(CRM_Meetings_UID="u@x")]})
+    record_id = made.json()["data"][0]["details"]["id"]
+
+    def query(uid: str) -> httpx.Response:
+        select = f"select id from Events where CRM_Meetings_UID = '{uid}' limit 1"  # noqa: S608
+        return client.post("/crm/v8/coql", json={"select_query": select})
+
+    found = query("u@x")
+    assert (found.status_code, found.json()["data"]) == (200, [{"id": record_id}])
+    assert query("other@x").status_code == 204  # no match: 204 No Content, no body
+    assert client.delete(f"/crm/v8/Events/{record_id}").status_code == 200
+    assert query("u@x").status_code == 204  # in the recycle bin: not queried
+
+
 def test_injected_faults_speak_zoho(zoho: tuple[Sandbox, httpx.Client]) -> None:
     box, client = zoho
     box.faults.set("zoho", FaultPlan(fail_next=1, fail_kind=FaultKind.RATE_LIMITED, retry_after=2))

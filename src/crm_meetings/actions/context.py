@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from crm_meetings.actions.codec import meeting_from_json, meeting_to_json
 from crm_meetings.calendar.imip import OutgoingMail, Sender
@@ -44,9 +44,13 @@ class ActionKind(StrEnum):
 
 
 #: Called at every step boundary as ``hook(action, boundary)``, e.g. ``("schedule",
-#: "crm.create")`` once the CRM record exists and that progress is saved. Tests raise
-#: from it to simulate a crash between two steps.
+#: "crm.create")`` once the CRM record exists and that progress is saved, and inside the
+#: CRM create at :data:`CRM_CREATE_ANSWERED`. Tests raise from it to simulate a crash.
 StepHook = Callable[[ActionKind, str], None]
+
+#: The boundary inside the CRM create step: the CRM answered (the record exists) and the
+#: step's progress is not saved yet, so a retry must find that record, not make another.
+CRM_CREATE_ANSWERED: Final = "crm.create.answered"
 
 #: Raises :class:`PermissionDeniedError` when ``actor`` may not act on ``meeting``.
 Authorize = Callable[["ActionContext", Meeting, ActionKind], None]

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from crm_meetings.actions.codec import meeting_from_json, meeting_to_json
 from crm_meetings.actions.context import (
+    CRM_CREATE_ANSWERED,
     ActionContext,
     ActionKind,
     ActionResult,
@@ -468,6 +469,7 @@ def _crm_create(ctx: ActionContext) -> Callable[[_Progress, bool], None]:
         created = _find_in_crm(ctx, meeting) if retrying else None
         if created is None:
             created = ctx.connector.create(meeting)
+        ctx.hook(ActionKind.SCHEDULE, CRM_CREATE_ANSWERED)  # the record exists, unsaved yet
         progress.new = dataclasses.replace(
             meeting, crm_record_id=created.crm_record_id, crm_modified_at=created.crm_modified_at
         )
@@ -476,12 +478,12 @@ def _crm_create(ctx: ActionContext) -> Callable[[_Progress, bool], None]:
 
 
 def _find_in_crm(ctx: ActionContext, meeting: Meeting) -> Meeting | None:
-    """The record an interrupted create may have made: ours by UID, on a related record."""
-    for ref in meeting.related[:1]:
-        for found in ctx.connector.list_for_record(ref):
-            if found.uid == meeting.uid and found.crm_record_id:
-                return found
-    return None
+    """The record an interrupted create may have made, found by the meeting's UID (one
+    consistent read, whether or not the meeting has related records)."""
+    found = ctx.connector.find_by_uid(meeting.uid)
+    if found is None or found.uid != meeting.uid or not found.crm_record_id:
+        return None
+    return found
 
 
 def _crm_update(ctx: ActionContext) -> Callable[[_Progress, bool], None]:

@@ -200,6 +200,12 @@ class Connector(Protocol):
         """The meeting record ``record_id``; NotFoundError when it does not exist."""
         ...
 
+    def find_by_uid(self, uid: str) -> Meeting | None:
+        """The live record crm-meetings created with this iCalendar UID, or ``None`` (none
+        was made, or it was deleted). Read with the CRM's immediately consistent lookup, so
+        a retry finds the record an interrupted create made a moment ago."""
+        ...
+
     def create(self, meeting: Meeting) -> Meeting:
         """Create the record with invitees and related records; returns it with
         ``crm_record_id`` and ``crm_modified_at`` set."""

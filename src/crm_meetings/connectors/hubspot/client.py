@@ -53,8 +53,11 @@ def versioned_path(path: str, version: str) -> str:
     return _VERSIONED.sub(lambda m: f"/crm/{m.group(1)}/{version}/", path)
 
 
-def endpoint_of(path: str) -> str:
-    """A path with record ids replaced, for call accounting."""
+def endpoint_of(path: str, query: str = "") -> str:
+    """A path with record ids replaced, for call accounting; a read by a unique property
+    (``?idProperty=…``) has that property's value as its last segment."""
+    if "idProperty=" in query:
+        path = path.rsplit("/", 1)[0] + "/{id}"
     return _ID_SEGMENT.sub("/{id}", path)
 
 
@@ -98,7 +101,7 @@ class _Rest:
         sent = dict(headers or {})
         if not path.startswith("/oauth/v1/token"):
             sent["Authorization"] = f"Bearer {self._http.access_token}"
-        endpoint = endpoint_of(path)
+        endpoint = endpoint_of(path, parts.query or str(query_params or ""))
         try:
             response = self._inner.request(
                 method,

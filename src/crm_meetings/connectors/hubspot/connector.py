@@ -310,11 +310,29 @@ class HubSpotConnector:
     # --- reads ----------------------------------------------------------------------------
 
     def get(self, record_id: str) -> Meeting:
+        return self._get(record_id)
+
+    def find_by_uid(self, uid: str) -> Meeting | None:
+        """``GET /crm/v3/objects/meetings/{uid}?idProperty=crm_meetings_uid``: HubSpot reads
+        an object by any unique property's value (objects API, "Read": "``{objectId}``
+        refers to the internal object ID by default, or optionally any unique property value
+        as specified by the ``idProperty`` query param", developers.hubspot.com/docs/
+        api-reference/latest/crm/objects/...), and a read by id sees a create at once,
+        unlike the search API, whose index lags behind writes. An archived (deleted)
+        meeting answers 404: ``None``."""
+        try:
+            return self._get(uid, id_property=UID_PROPERTY)
+        except NotFoundError:
+            return None
+
+    def _get(self, key: str, *, id_property: str | None = None) -> Meeting:
+        kwargs: dict[str, Any] = {"id_property": id_property} if id_property else {}
         data = self._read(
             self._meetings.basic_api.get_by_id,
-            record_id,
+            key,
             properties=list(MEETING_PROPERTIES),
             associations=["contacts", *RELATED_TYPES],
+            **kwargs,
         )
         linked = data.get("associations") or {}
 

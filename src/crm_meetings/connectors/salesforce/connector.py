@@ -400,6 +400,14 @@ class SalesforceConnector:
                 return page[0]
         raise NotFoundError(f"salesforce: Event {record_id} does not exist")
 
+    def find_by_uid(self, uid: str) -> Meeting | None:
+        """One SOQL query on ``Meeting_UID__c``: queries read committed data, so a record
+        made a moment ago is found; a deleted Event (in the recycle bin) is not."""
+        for page in self._events(f"WHERE {m.MEETING_UID} = {m.soql_literal(uid)} LIMIT 1"):
+            if page:
+                return page[0]
+        return None
+
     def record_visible(self, ref: RecordRef) -> bool:
         """Whether the record exists and the connected user sees it (one GET, Id only)."""
         if not _API_NAME.fullmatch(ref.object_type) or not _RECORD_ID.fullmatch(ref.record_id):

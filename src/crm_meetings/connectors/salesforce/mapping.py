@@ -59,6 +59,7 @@ __all__ = [
 
 EVENT: Final = "Event"
 MEETING_ID: Final = "Meeting_Id__c"  # external id on Event: our meeting id (safe retries)
+MEETING_UID: Final = "Meeting_UID__c"  # the meeting's iCalendar UID
 SESSION: Final = "CRM_Meeting_Session__c"
 SESSION_KEY: Final = "Provider_Session_Id__c"
 PARTICIPANT: Final = "CRM_Meeting_Participant__c"
@@ -71,7 +72,7 @@ SENT: Final = "3"  # EmailMessage.Status: 0 New, 1 Read, 2 Replied, 3 Sent, 4 Fo
 CUSTOM_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     EVENT: (
         MEETING_ID,
-        "Meeting_UID__c",
+        MEETING_UID,
         "Meeting_Sequence__c",
         "Meeting_Status__c",
         "Meeting_Timezone__c",

@@ -22,12 +22,11 @@ Calls
 -----
 Reads: ``GET /Events/{id}``, ``GET /Events`` (``fields``, ``page``/``per_page`` ≤ 200,
 ``page_token`` past 2,000 records, ``If-Modified-Since``), ``GET /Events/deleted``, ``POST
-/coql`` (records related to an Account/Deal/Contact; stored history hashes, outside a sync
-run). Writes, ≤ 100
-records per call with per-record results: ``POST /Events`` (insert), ``PUT /Events/{id}``,
-``DELETE /Events/{id}``, ``POST /CRM_Meeting_Sessions/upsert``, ``POST /Notes`` (a sent
-e-mail logged as a note; ``GET /{module}/{id}/Notes`` before a replay). Metadata for
-``check()``:
+/coql`` (records related to an Account/Deal/Contact; an Event by its UID; stored history
+hashes, outside a sync run). Writes, ≤ 100 records per call with per-record results: ``POST
+/Events`` (insert), ``PUT /Events/{id}``, ``DELETE /Events/{id}``, ``POST
+/CRM_Meeting_Sessions/upsert``, ``POST /Notes`` (a sent e-mail logged as a note; ``GET
+/{module}/{id}/Notes`` before a replay). Metadata for ``check()``:
 ``users?type=CurrentUser``, ``settings/fields``, ``settings/layouts``.
 
 Retries (:func:`crm_meetings.transport.retrying`, in :meth:`ZohoConnector._call` only):
@@ -346,6 +345,23 @@ class ZohoConnector:
         if not rows:
             raise NotFoundError(f"zoho: no Event {record_id}")
         return meeting_from_zoho(rows[0])
+
+    def find_by_uid(self, uid: str) -> Meeting | None:
+        """A COQL query on ``CRM_Meetings_UID`` (``=`` is an exact match), then the Event by
+        id. Not the search API: its ``equals`` "behaves like contains" and it needs the
+        ``ZohoSearch.securesearch.READ`` scope too (zoho.com/crm/developer/docs/api/v8/
+        search-records.html). A deleted Event is in the recycle bin, which COQL does not
+        read: ``None``."""
+        quoted = "'" + uid.replace("'", "''") + "'"
+        rows, _ = self._coql(
+            f"select id from Events where CRM_Meetings_UID = {quoted} limit 1"  # noqa: S608 - quoted
+        )
+        if not rows:
+            return None
+        try:
+            return self.get(str(rows[0]["id"]))
+        except NotFoundError:  # deleted between the two reads
+            return None
 
     def record_visible(self, ref: RecordRef) -> bool:
         """Whether the record exists and this org's credentials see it (one GET, id only)."""

@@ -301,13 +301,24 @@ class Store:
             None,
         )
 
-    def get(self, object_type: str, record_id: str, *, id_property: str | None = None) -> Record:
-        with self.lock:
-            found = (
-                self.find_by(object_type, id_property, record_id)
-                if id_property and id_property != "hs_object_id"
-                else self.records[object_type].get(record_id)
+    def _check_id_property(self, object_type: str, id_property: str) -> None:
+        """``idProperty`` names a unique-value property (objects API: "Read", "Upsert")."""
+        prop = self.properties(object_type).get(id_property)
+        if prop is None or not prop.unique:
+            raise validation_error(
+                f"{id_property} is not a unique property of {object_type}",
+                context={"idProperty": [id_property]},
             )
+
+    def get(self, object_type: str, record_id: str, *, id_property: str | None = None) -> Record:
+        """The live record whose id (or unique ``id_property``) is ``record_id``; 404 when
+        there is none or it is archived."""
+        with self.lock:
+            if id_property and id_property != "hs_object_id":
+                self._check_id_property(object_type, id_property)
+                found = self.find_by(object_type, id_property, record_id)
+            else:
+                found = self.records[object_type].get(record_id)
             if found is None or found.archived:
                 raise HubSpotApiError(
                     404,
@@ -371,12 +382,7 @@ class Store:
     ) -> tuple[Record, bool]:
         """Update the record whose ``id_property`` is ``key``, or create it; ``(record, new)``."""
         with self.lock:
-            prop = self.properties(object_type).get(id_property)
-            if prop is None or not prop.unique:
-                raise validation_error(
-                    f"{id_property} is not a unique property of {object_type}",
-                    context={"idProperty": [id_property]},
-                )
+            self._check_id_property(object_type, id_property)
             existing = self.find_by(object_type, id_property, key)
             if existing is not None:
                 return self.update(object_type, existing.id, values), False
