@@ -362,3 +362,42 @@ def test_a_zoom_sync_reads_only_participants_per_session(tmp_path: Path) -> None
             ("GET", "/v2/report/users/{userId}/meetings"): 2,
             ("GET", "/v2/report/meetings/{meetingId}/participants"): world.expected_sessions(),
         }
+
+
+def test_hubspot_keeps_the_meeting_summary_over_every_run(tmp_path: Path) -> None:
+    """A meeting held again after a sync: the next run writes only the new session, and the
+    meeting's summary (session count, actual start and end) covers both runs' sessions."""
+    with built_world("hubspot", "goto", 10, tmp_path) as world:
+        assert world.engine().sync_organizer(ORGANIZER).status is SyncRunStatus.SUCCEEDED
+        seeded, ours = next(
+            (s, o) for s, o in zip(world.data.meetings, world.meetings, strict=True) if s.sessions
+        )
+        again = NOW + timedelta(hours=2)
+        people = seeded.sessions[0].participants[:1]
+        moved = [
+            dataclasses.replace(p, join=again, leave=again + timedelta(minutes=30)) for p in people
+        ]
+        world.sandbox.emulator("goto").record_session(
+            seeded.provider_meeting_id, again, again + timedelta(minutes=30), moved
+        )
+        later = HistorySync(
+            world.store,
+            world.provider,
+            {CrmKind.HUBSPOT: world.connector},
+            clock=lambda: NOW + timedelta(days=1),
+            options=SyncOptions(first_window=timedelta(days=60)),
+        )
+        report = later.sync_organizer(ORGANIZER)
+        assert report.status is SyncRunStatus.SUCCEEDED, report.counters.errors
+        assert report.counters.sessions_written == 1
+        (record,) = (
+            m for m in world.sandbox.emulator("hubspot").state()["meetings"]
+            if m["id"] == ours.crm_record_id
+        )  # fmt: skip
+        props = record["properties"]
+        assert props["crm_meetings_session_count"] == str(len(seeded.sessions) + 1)
+        assert props["hs_meeting_outcome"] == "COMPLETED"
+        first = min(s.start for s in seeded.sessions)
+        assert datetime.fromisoformat(props["crm_meetings_actual_start"]) == first
+        end = datetime.fromisoformat(props["crm_meetings_actual_end"])
+        assert end == again + timedelta(minutes=30)

@@ -68,10 +68,21 @@ class ChangePage:
 
 @dataclass(frozen=True, slots=True)
 class HistoryItem:
-    """What really happened in one CRM meeting: its sessions with their participants."""
+    """What really happened in one CRM meeting: its sessions with their participants.
+
+    ``sessions`` are the ones to write; ``earlier`` are the meeting's sessions the CRM
+    already holds from earlier runs (not written again), for a CRM that keeps a summary of
+    all of them on the meeting (HubSpot's session count and actual start/end).
+    """
 
     meeting: Meeting  # must carry crm_record_id
     sessions: tuple[Session, ...]
+    earlier: tuple[Session, ...] = ()
+
+    def all_sessions(self) -> tuple[Session, ...]:
+        """Every session of the meeting known so far, each once (a rewritten one as new)."""
+        fresh = {s.provider_session_id for s in self.sessions}
+        return (*(s for s in self.earlier if s.provider_session_id not in fresh), *self.sessions)
 
 
 class ContactMemo:

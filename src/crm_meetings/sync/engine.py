@@ -207,7 +207,7 @@ class HistorySync:
             stored = {s.provider_session_id: s for s in uow.sessions.list_for_meeting(meeting.id)}
         fresh = tuple(s for s in sessions if stored.get(s.provider_session_id) != s)
         if fresh:
-            yield HistoryItem(meeting, fresh)
+            yield HistoryItem(meeting, fresh, earlier=tuple(stored.values()))
 
     def _write(self, pending: Iterable[HistoryItem], run: _Run) -> bool:
         """Write batch by batch as batches fill; True when every session was accepted."""

@@ -457,8 +457,9 @@ def email_inputs(email: SentEmail) -> dict[str, Any]:
 
 
 def history_meeting_properties(item: HistoryItem) -> dict[str, str]:
-    """What the meeting itself records: outcome COMPLETED, actual start/end, sessions."""
-    sessions = item.sessions
+    """What the meeting itself records: outcome COMPLETED, actual start/end, sessions —
+    over every session of the meeting, not only those this write adds."""
+    sessions = item.all_sessions()
     if not sessions:
         return {"hs_meeting_outcome": "NO_SHOW"}
     return {
