@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from crm_meetings.sandbox.base import FaultKind, FaultPlan
+from crm_meetings.sandbox.base import FaultKind, FaultPlan, SandboxEnv
 from crm_meetings.sandbox.salesforce import SalesforceEmulator
 from crm_meetings.sandbox.seed import SeedSpec
 from crm_meetings.sandbox.server import Sandbox
@@ -115,6 +115,39 @@ def test_query_pages_with_next_records_url_and_batch_size(
         body = client.get(body["nextRecordsUrl"]).json()
     assert len(ids) == len(set(ids)) == 330
     assert box.calls.count("salesforce", endpoint="*/query/{locator}") == 1
+
+
+def test_a_query_locator_lives_two_days_and_a_one_page_result_opens_none(
+    sandbox_factory: SandboxFactory,
+) -> None:
+    """Since API v56.0 a cursor is kept 2 days with no limit on how many are open (the
+    "API Query Cursor Limits" page); after that its nextRecordsUrl is refused."""
+    now = [datetime(2026, 11, 2, 9, 0, tzinfo=UTC)]
+    env = SandboxEnv(clock=lambda: now[0])
+    box = sandbox_factory(["salesforce"], seed=SeedSpec(seed=3, meetings=30, records=4), env=env)
+    events = emulator(box).rows["Event"]
+    template = next(iter(events.values()))
+    events.update({f"00U{n:015d}": {**template, "Id": f"00U{n:015d}"} for n in range(300)})
+    headers = {"Authorization": f"Bearer {box.token('salesforce')}"}
+    with httpx.Client(
+        base_url=box.url("salesforce"), verify=box.ssl_context(), headers=headers, timeout=10
+    ) as client:
+        one_page = client.get(f"{API}/query", params={"q": "SELECT Id FROM Account"}).json()
+        assert one_page["done"] is True
+        assert "nextRecordsUrl" not in one_page
+        paged = client.get(
+            f"{API}/query",
+            params={"q": "SELECT Id FROM Event ORDER BY Id"},
+            headers={"Sforce-Query-Options": "batchSize=200"},
+        ).json()
+        more = paged["nextRecordsUrl"]
+        now[0] += timedelta(days=2, seconds=-1)
+        client.headers["Authorization"] = f"Bearer {box.token('salesforce')}"  # a fresh session
+        assert client.get(more).status_code == 200
+        now[0] += timedelta(seconds=1)
+        expired = client.get(more)
+        assert expired.status_code == 400
+        assert expired.json()[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
 
 
 def test_unsupported_soql_is_malformed_and_unknown_fields_are_named(client: httpx.Client) -> None:

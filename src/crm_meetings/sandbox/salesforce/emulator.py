@@ -58,6 +58,7 @@ MIN_VERSION: Final = 50.0
 UPDATED_WINDOW: Final = timedelta(days=30)
 DELETED_WINDOW: Final = timedelta(days=15)
 DEFAULT_BATCH: Final = 2000
+CURSOR_LIFETIME: Final = timedelta(days=2)  # a query locator's life since API v56.0
 JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 JWT_MAX_LIFETIME: Final = timedelta(minutes=3)
 JWT_LEEWAY: Final = timedelta(seconds=5)
@@ -186,7 +187,9 @@ class SalesforceEmulator:
         self.rows: dict[str, dict[str, Row]] = {name: {} for name in OBJECTS}
         self.deleted: dict[str, dict[str, datetime]] = {name: {} for name in OBJECTS}
         self._numbers: dict[str, int] = {}
-        self._cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
+        # query locator -> (records, batch size, expiry); see _open_cursor
+        self._cursors: dict[str, tuple[list[dict[str, Any]], int, datetime]] = {}
+        self._cursor_count = 0
         self._version = 0  # bumped by every write: the indexes below are rebuilt after one
         self._indexes: dict[tuple[str, str], tuple[tuple[int, int, int], dict[str, list[Row]]]]
         self._indexes = {}
@@ -1004,27 +1007,34 @@ class SalesforceEmulator:
         options = request.headers.get("sforce-query-options", "")
         match = re.search(r"batchSize\s*=\s*(\d+)", options)
         batch = min(DEFAULT_BATCH, max(200, int(match.group(1)))) if match else DEFAULT_BATCH
-        with self._lock:
-            locator = sf_id("01g", len(self._cursors) + 1)[:15]
-            self._cursors[locator] = (records, batch)
-        return JSONResponse(self._page(version, locator, 0))
+        if len(records) <= batch:  # one page: Salesforce opens no cursor
+            return JSONResponse(_query_page(version, "", records, batch, 0))
+        locator = self._open_cursor(records, batch)
+        return JSONResponse(_query_page(version, locator, records, batch, 0))
 
-    def _page(self, version: str, locator: str, offset: int) -> dict[str, Any]:
-        records, batch = self._cursors[locator]
-        page = records[offset : offset + batch]
-        body: dict[str, Any] = {"totalSize": len(records), "done": offset + batch >= len(records)}
-        if not body["done"]:
-            body["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{offset + batch}"
-        body["records"] = page
-        return body
+    def _open_cursor(self, records: list[dict[str, Any]], batch: int) -> str:
+        """A server-side cursor for the rest of a query's results. Since API v56.0 there is
+        no limit on open cursors and each is kept for 2 days ("API Query Cursor Limits",
+        Salesforce app limits cheatsheet); expired ones are dropped here, so a long-running
+        sandbox does not keep every query's results."""
+        now = self.now()
+        with self._lock:
+            for stale in [k for k, (_, _, until) in self._cursors.items() if until <= now]:
+                del self._cursors[stale]
+            self._cursor_count += 1
+            locator = sf_id("01g", self._cursor_count)[:15]
+            self._cursors[locator] = (records, batch, now + CURSOR_LIFETIME)
+        return locator
 
     async def _query_more(self, request: Request) -> Response:
         locator, _, offset = request.path_params["locator"].partition("-")
         with self._lock:
-            known = locator in self._cursors and offset.isdigit()
-        if not known:
+            cursor = self._cursors.get(locator)
+        if cursor is None or cursor[2] <= self.now() or not offset.isdigit():
             raise _Fail(400, Problem("INVALID_QUERY_LOCATOR", "invalid query locator"))
-        return JSONResponse(self._page(request.path_params["version"], locator, int(offset)))
+        records, batch, _ = cursor
+        version = request.path_params["version"]
+        return JSONResponse(_query_page(version, locator, records, batch, int(offset)))
 
     # sObject Collections
 
@@ -1185,3 +1195,14 @@ def _required_equality(cond: soql.Cond | None) -> tuple[str, str] | None:
     if cond.op == "=" and "." not in cond.path and isinstance(cond.value, str):
         return cond.path, cond.value
     return None
+
+
+def _query_page(
+    version: str, locator: str, records: list[dict[str, Any]], batch: int, offset: int
+) -> dict[str, Any]:
+    """One page of a query's results, with ``nextRecordsUrl`` while more remain."""
+    body: dict[str, Any] = {"totalSize": len(records), "done": offset + batch >= len(records)}
+    if not body["done"]:
+        body["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{offset + batch}"
+    body["records"] = records[offset : offset + batch]
+    return body
