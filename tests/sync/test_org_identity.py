@@ -1,0 +1,220 @@
+"""One store org per CRM connection, seen alike by the nightly sync, the worker's sweep and
+the worker's web app (``[hubspot] portal_id`` set; its meetings live under it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from crm_meetings.actions import ActionContext, ScheduleRequest, schedule
+from crm_meetings.clients import store_org
+from crm_meetings.conferencing.factory import from_settings
+from crm_meetings.config import load_settings
+from crm_meetings.connectors.registry import build_connector
+from crm_meetings.model import CrmKind, Invitee, Person
+from crm_meetings.store import DEFAULT_ORG_ID, Store
+from crm_meetings.store.tables import MeetingRow
+from crm_meetings.sync.jobs import run_nightly
+from crm_meetings.sync.worker import Worker
+from crm_meetings.web import data
+
+PORTAL = "4242"
+PORTAL_ENV = {"CRM_MEETINGS_HUBSPOT__PORTAL_ID": PORTAL}
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"org_identity_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+W = _load(Path(__file__).with_name("test_jobs_world.py"))
+
+
+@pytest.fixture
+def world(tmp_path: Path, sqlite_url: str) -> Iterator[Any]:
+    yield from W.make_world(tmp_path, sqlite_url)
+
+
+def _orgs(world: Any) -> dict[str, int]:
+    with world.store() as store, store.transaction() as uow:
+        rows = uow.session.execute(
+            sa.select(MeetingRow.org_id, sa.func.count()).group_by(MeetingRow.org_id)
+        )
+        return {str(org): int(n) for org, n in rows}
+
+
+def _move_to_portal(world: Any) -> None:
+    """What the web path leaves: the meetings under the signed portal id."""
+    with world.store() as store, store.transaction() as uow:
+        uow.session.execute(sa.update(MeetingRow).values(org_id=PORTAL))
+
+
+def test_the_rule_names_the_configured_org_else_the_default(world: Any) -> None:
+    assert store_org(world.settings(), CrmKind.HUBSPOT) == DEFAULT_ORG_ID
+    bound = load_settings(world.config, env=PORTAL_ENV)
+    assert store_org(bound, CrmKind.HUBSPOT) == PORTAL
+
+
+def test_the_nightly_sync_visits_the_configured_portal(world: Any) -> None:
+    _move_to_portal(world)
+    report = run_nightly(str(world.config), env=PORTAL_ENV)
+    assert report.claimed
+    assert [(o.org_id, o.provider, o.organizer) for o in report.outcomes] == [
+        (PORTAL, "zoom", W.ORGANIZER)
+    ]
+    assert report.outcomes[0].ok, report.outcomes[0].error
+    assert len(world.crm_sessions()) == world.expected_sessions() > 0
+    with world.store() as store, store.transaction() as uow:
+        runs = uow.runs.list_recent(org_id=PORTAL)
+    assert [r.kind for r in runs] == ["nightly"]
+
+
+class Crash(BaseException):
+    """The process dies here (a rep who closed the page mid-schedule)."""
+
+
+def _crash_at_crm(action: object, at: str) -> None:
+    if at == "crm.create":
+        raise Crash(at)
+
+
+def test_the_worker_finishes_an_interrupted_schedule_in_the_org(world: Any) -> None:
+    settings = load_settings(world.config, env=PORTAL_ENV)
+    connector = build_connector("hubspot", settings)
+    provider = from_settings(settings.zoom)
+    request = ScheduleRequest(
+        idempotency_key="k-interrupted",
+        subject="Interrupted",
+        start=world.meetings[0].start + timedelta(days=20),
+        end=world.meetings[0].end + timedelta(days=20),
+        timezone="Europe/Paris",
+        invitees=(Invitee("zed@client.example", "Zed"),),
+    )
+    with Store(world.store_url) as store:
+        ctx = ActionContext(
+            store=store,
+            connector=connector,
+            provider=provider,
+            actor=Person(W.ORGANIZER),
+            org_id=store_org(settings, CrmKind.HUBSPOT),
+            lease=timedelta(0),  # the attempt's lease is over at once
+            hook=_crash_at_crm,
+        )
+        try:
+            with pytest.raises(Crash):
+                schedule(ctx, request)
+        finally:
+            connector.close()
+            provider.close()
+    before = _orgs(world)
+    worker = Worker(settings)
+    try:
+        worker.tick()  # no rep retries: the worker's round finishes it
+    finally:
+        worker.close()
+    assert _orgs(world) == {**before, PORTAL: 1}
+    with world.store() as store, store.transaction() as uow:
+        [meeting] = uow.meetings.list_by_organizer(W.ORGANIZER, org_id=PORTAL)
+    assert meeting.subject == "Interrupted"
+    assert meeting.crm_record_id
+    assert meeting.provider_meeting_id
+    crm_meetings = world.sandbox.emulator("hubspot").state()["meetings"]
+    assert sum(meeting.crm_record_id in str(m) for m in crm_meetings) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _wait_http(base: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            httpx.get(base + "/openapi.json", timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(process.stderr.read() if process.stderr else "the worker exited")
+
+
+def test_the_worker_web_app_acts_and_binds_like_web_serve(world: Any) -> None:
+    """``worker --web`` schedules through the CRM connection (not 503) in the org the
+    connection serves, and refuses a key of another org (403)."""
+    with world.store() as store, store.transaction() as uow:
+        _, mine = data.create_api_key(
+            uow, PORTAL, crm="hubspot", name="t", actor_email=W.ORGANIZER, by="test"
+        )
+        _, other = data.create_api_key(
+            uow, "999", crm="hubspot", name="t", actor_email=W.ORGANIZER, by="test"
+        )
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crm_meetings.commands.worker", "--web", "--port", str(port)],
+        env=world.env(**PORTAL_ENV),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_http(base, process)
+        start = world.meetings[0].start + timedelta(days=21)
+        body = {
+            "subject": "From the worker's page",
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=1)).isoformat(),
+            "timezone": "Europe/Paris",
+            "invitees": [{"email": "zed@client.example", "name": "Zed"}],
+        }
+        headers = {"Idempotency-Key": "k-worker-web"}
+        answer = httpx.post(
+            base + "/api/v1/meetings",
+            json=body,
+            headers={**headers, "Authorization": f"Bearer {mine}"},
+            timeout=60,
+        )
+        assert answer.status_code == 201, answer.text
+        refused = httpx.post(
+            base + "/api/v1/meetings",
+            json=body,
+            headers={**headers, "Authorization": f"Bearer {other}"},
+            timeout=60,
+        )
+        assert refused.status_code == 403, refused.text
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert _orgs(world)[PORTAL] == 1
+
+
+def test_run_organizer_refuses_an_org_no_crm_lives_under(world: Any) -> None:
+    from crm_meetings.errors import ConfigurationError
+    from crm_meetings.sync.jobs import run_organizer
+
+    with pytest.raises(ConfigurationError, match="No enabled CRM keeps its meetings under org"):
+        run_organizer(str(world.config), PORTAL, "zoom", W.ORGANIZER, env={})
