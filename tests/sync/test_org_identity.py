@@ -218,3 +218,64 @@ def test_run_organizer_refuses_an_org_no_crm_lives_under(world: Any) -> None:
 
     with pytest.raises(ConfigurationError, match="No enabled CRM keeps its meetings under org"):
         run_organizer(str(world.config), PORTAL, "zoom", W.ORGANIZER, env={})
+
+
+def _cli(world: Any, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from crm_meetings.cli import app
+
+    env = {"CRM_MEETINGS_CONFIG": str(world.config), **PORTAL_ENV}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+@pytest.fixture
+def any_store_world(tmp_path: Path, store_url: str) -> Iterator[Any]:
+    """The world on SQLite and on PostgreSQL (the re-key is plain SQL on both)."""
+    yield from W.make_world(tmp_path, store_url)
+
+
+def test_doctor_names_meetings_left_under_default_and_adopt_org_moves_them(
+    any_store_world: Any,
+) -> None:
+    world = any_store_world
+    from crm_meetings.cli import check_store_orgs
+    from crm_meetings.routing.rotations import RotationRepository
+
+    with world.store() as store, store.transaction() as uow:
+        rotations = uow.repository(RotationRepository)
+        rotations.create(DEFAULT_ORG_ID, "Inbound", users=[W.ORGANIZER])
+        for org in (DEFAULT_ORG_ID, PORTAL):  # the target holds one already: it stays
+            rotations.create(org, "Twin", users=[W.ORGANIZER])
+    count = len(world.meetings)
+    doctor = _cli(world, "doctor")
+    assert doctor.exit_code == 1
+    assert "1 check(s) failed: hubspot store org" in doctor.stdout
+    [line] = check_store_orgs(load_settings(world.config, env=PORTAL_ENV)) or []
+    assert not line.ok
+    assert f"{count} hubspot meeting(s) are stored under 'default'" in line.detail
+    assert "crm-meetings db adopt-org" in line.fix
+
+    dry = _cli(world, "db", "adopt-org", "--dry-run")
+    assert dry.exit_code == 0, (dry.output, dry.exception)
+    assert f"{count + 1} row(s) would move" in dry.stdout
+    assert _orgs(world) == {DEFAULT_ORG_ID: count}
+
+    adopted = _cli(world, "db", "adopt-org")
+    assert adopted.exit_code == 0, (adopted.output, adopted.exception)
+    assert f"{count + 1} row(s) moved (hubspot → {PORTAL}; others → {PORTAL})" in adopted.stdout
+    assert _orgs(world) == {PORTAL: count}
+    assert "same key already in the target org" in adopted.stdout
+    with world.store() as store, store.transaction() as uow:
+        rotations = uow.repository(RotationRepository)
+        assert rotations.get("Inbound", org_id=PORTAL).name == "Inbound"
+        assert rotations.get("Twin", org_id=DEFAULT_ORG_ID).name == "Twin"  # kept, not merged
+    [line] = check_store_orgs(load_settings(world.config, env=PORTAL_ENV)) or []
+    assert line.ok
+    assert "All checks passed." in _cli(world, "doctor").stdout
+    again = _cli(world, "db", "adopt-org")
+    assert "0 row(s) moved" in again.stdout  # nothing is left to move
+
+    report = run_nightly(str(world.config), env=PORTAL_ENV)
+    assert [o.org_id for o in report.outcomes] == [PORTAL]
+    assert len(world.crm_sessions()) == world.expected_sessions()
