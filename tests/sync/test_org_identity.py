@@ -279,3 +279,17 @@ def test_doctor_names_meetings_left_under_default_and_adopt_org_moves_them(
     report = run_nightly(str(world.config), env=PORTAL_ENV)
     assert [o.org_id for o in report.outcomes] == [PORTAL]
     assert len(world.crm_sessions()) == world.expected_sessions()
+
+
+def test_sync_without_a_crm_says_what_to_enable(world: Any) -> None:
+    from typer.testing import CliRunner
+
+    from crm_meetings.cli import app
+
+    env = {"CRM_MEETINGS_CONFIG": str(world.config), "CRM_MEETINGS_HUBSPOT__ENABLED": "false"}
+    result = CliRunner().invoke(app, ["sync"], env=env)
+    assert result.exit_code == 1
+    assert "No CRM is enabled" in result.output + str(result.exception)
+    report = run_nightly(str(world.config), env={"CRM_MEETINGS_HUBSPOT__ENABLED": "false"})
+    assert report.skipped == "no CRM is enabled to write history to"
+    assert report.outcomes == ()

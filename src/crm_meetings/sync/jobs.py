@@ -139,13 +139,16 @@ class SyncClients:
         self.store = store if store is not None else Store(settings_store_url(settings))
         self.clients = Clients.from_settings(settings)
 
-    @property
-    def connectors(self) -> dict[CrmKind, Connector]:
+    def _require_crms(self) -> None:
         if not self.clients.crms:
             raise ConfigurationError(
                 "No CRM is enabled, so there is nowhere to write history",
                 hint="Set enabled = true in [salesforce], [hubspot] or [zoho].",
             )
+
+    @property
+    def connectors(self) -> dict[CrmKind, Connector]:
+        self._require_crms()
         return {crm: self.clients.connector(crm) for crm in sorted(self.clients.crms)}
 
     def connectors_of(self, org_id: str) -> dict[CrmKind, Connector]:
@@ -158,11 +161,13 @@ class SyncClients:
                 hint="Check [salesforce] org_id, [hubspot] portal_id and [zoho] org_id; "
                 "`crm-meetings doctor` names the org of each CRM.",
             )
-        return {crm: self.connectors[crm] for crm in crms}
+        return {crm: self.clients.connector(crm) for crm in crms}
 
     @property
     def orgs(self) -> list[str]:
-        """The store orgs of the enabled CRMs (:func:`~crm_meetings.clients.store_org`)."""
+        """The store orgs of the enabled CRMs (:func:`~crm_meetings.clients.store_org`);
+        none enabled is an error naming what to set."""
+        self._require_crms()
         return list(store_orgs(self.settings, self.clients.crms))
 
     def provider(self, name: str) -> ConferencingProvider:
@@ -425,7 +430,9 @@ def run_nightly(
         if not claimed:
             _log.info("nightly sync already claimed", run_key=key)
             return replace(report, skipped=f"the run of {key} was claimed by another worker")
-        by_org = org_targets(clients, enabled_providers(settings)) if clients.clients.crms else {}
+        if not clients.clients.crms:
+            return replace(report, claimed=True, skipped="no CRM is enabled to write history to")
+        by_org = org_targets(clients, enabled_providers(settings))
         targets = [target for found in by_org.values() for target in found]
         report = replace(report, claimed=True, targets=tuple(targets))
         _log.info(
