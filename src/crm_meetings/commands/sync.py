@@ -267,19 +267,24 @@ def _show_planned(planned: list[dict[str, Any]]) -> None:
 
 
 def _outcomes_table(outcomes: Sequence[OrganizerOutcome]) -> Table:
+    """One row per organizer; an ``org`` column when the CRMs live under several orgs."""
+    several = len({o.org_id for o in outcomes}) > 1
     table = Table(title="History sync")
-    for column in ("provider", "organizer", "run", "status", "meetings", "sessions"):
+    for column in ("org",) * several + ("provider", "organizer", "run", "status", "meetings"):
         table.add_column(column)
+    table.add_column("sessions")
     for column in ("participants", "unmatched", "API calls"):
         table.add_column(column, justify="right")
     for outcome in outcomes:
+        org = (Text(outcome.org_id),) * several
         report = outcome.report
         if report is None:
             status = Text("failed", style=_STATUS_STYLES[SyncRunStatus.FAILED])
-            table.add_row(outcome.provider, outcome.organizer, "", status, *[""] * 5)
+            table.add_row(*org, outcome.provider, outcome.organizer, "", status, *[""] * 5)
             continue
         counters = report.counters
         table.add_row(
+            *org,
             outcome.provider,
             outcome.organizer,
             str(report.run_id or ""),
