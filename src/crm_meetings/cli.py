@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 from rich.table import Table
@@ -161,6 +161,86 @@ def db_upgrade(
     console.print(Text(f"{db.describe(url)}: {before or 'empty'} → {after}"))
 
 
+#: the modules above the store that declare their own rows on ``Base``: ``db adopt-org``
+#: loads them to re-key their rows too (the migration drift test loads the same list, so a
+#: module missing here fails it)
+TABLE_MODULES: Final = (
+    "crm_meetings.calendar.outbox_table",
+    "crm_meetings.sync.claims",
+    "crm_meetings.routing.tables",
+    "crm_meetings.senders.tables",
+    "crm_meetings.contacts.tables",
+    "crm_meetings.web.tables",
+    "crm_meetings.store.preferences",
+    "crm_meetings.actions.tables",
+)
+
+
+@db_app.command("adopt-org")
+def db_adopt_org(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Option("--from", help="The org the rows are stored under now.")
+    ] = "default",
+    org: Annotated[
+        str | None,
+        typer.Option(
+            help="Where rows without a CRM (senders, rotations, contacts, checkpoints…) go "
+            "(default: the one org of the enabled CRMs)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would move; change nothing.")
+    ] = False,
+) -> None:
+    """Move rows stored under "default" to the org each CRM's connection now serves.
+
+    For installs that ran before ``[salesforce] org_id``, ``[hubspot] portal_id`` or
+    ``[zoho] org_id`` was set: each CRM's meetings (and mail log, API keys) move to its
+    configured org, the rest to ``--org``. A row whose key the target org already holds
+    stays, and is reported.
+    """
+    import importlib
+
+    from crm_meetings.clients import ORG_KEYS, configured_org, org_for_cli
+    from crm_meetings.errors import ConfigurationError, ValidationError
+    from crm_meetings.store import Store
+    from crm_meetings.store.adopt import adopt_org
+
+    loaded = settings(ctx)
+    by_crm = {crm: found for crm in ORG_KEYS if (found := configured_org(loaded, crm))}
+    if not by_crm and org is None:
+        raise ConfigurationError(
+            "No CRM names the org its connection serves, so there is nowhere to move to",
+            hint="Set [salesforce] org_id, [hubspot] portal_id or [zoho] org_id first "
+            "(`crm-meetings doctor` says which), or pass --org.",
+        )
+    try:
+        shared: str | None = org_for_cli(loaded, org)
+    except ValidationError as error:
+        shared = None
+        console.print(Text(f"Rows without a CRM stay under {source}: {error.message}", "yellow"))
+    for module in TABLE_MODULES:
+        importlib.import_module(module)
+    with Store(store_url(loaded)) as store, store.transaction() as uow:
+        report = adopt_org(uow, source, by_crm, shared)
+        if dry_run:
+            uow.session.rollback()
+    verb = "would move" if dry_run else "moved"
+    table = Table(title=f"Rows stored under {source}")
+    for column in ("table", verb, "left", "why left"):
+        table.add_column(column)
+    for name in sorted({*report.moved, *report.kept}):
+        left, why = report.kept.get(name, (0, ""))
+        table.add_row(name, str(report.moved.get(name, 0)), str(left), why)
+    console.print(table)
+    targets = ", ".join(f"{crm.value} → {found}" for crm, found in by_crm.items())
+    console.print(
+        f"{sum(report.moved.values())} row(s) {verb} ({targets or 'no CRM org'}"
+        f"{f'; others → {shared}' if shared and shared != source else ''})."
+    )
+
+
 # --- doctor ---------------------------------------------------------------------------
 
 
@@ -267,6 +347,44 @@ def check_web_orgs(settings: Settings) -> list[CheckResult] | None:
     return org_checks(settings)
 
 
+def check_store_orgs(settings: Settings) -> list[CheckResult] | None:
+    """Meetings left under "default" by an install that has since named a CRM's org: no
+    entry point reads them there any more."""
+    from sqlalchemy import func, select
+
+    from crm_meetings.clients import ORG_KEYS, configured_org
+    from crm_meetings.store import DEFAULT_ORG_ID, Store, migrate
+    from crm_meetings.store.tables import MeetingRow
+
+    bound = {crm: org for crm in ORG_KEYS if (org := configured_org(settings, crm))}
+    url = store_url(settings)
+    if not bound or migrate.current(url) != migrate.head():
+        return None  # nothing bound, or the store check already says what to do
+    with Store(url) as store, store.transaction() as uow:
+        counts = dict(
+            uow.session.execute(
+                select(MeetingRow.crm, func.count())
+                .where(MeetingRow.org_id == DEFAULT_ORG_ID)
+                .group_by(MeetingRow.crm)
+            ).all()
+        )
+    results = []
+    for crm, org in bound.items():
+        key, what = ORG_KEYS[crm]
+        left = int(counts.get(crm.value, 0))
+        name = f"{crm.value} store org"
+        if left:
+            detail = (
+                f"{left} {crm.value} meeting(s) are stored under {DEFAULT_ORG_ID!r} but "
+                f"[{crm.value}] {key} = {org}: the CLI, the sync and the web read {org} only"
+            )
+            fix = "Run `crm-meetings db adopt-org` (add --dry-run first to see what moves)."
+            results.append(CheckResult(name, False, detail, fix))
+        else:
+            results.append(CheckResult(name, True, f"meetings are kept under {what} {org}"))
+    return results
+
+
 #: what ``doctor`` checks once the settings load; each feature appends its own
 DOCTOR_CHECKS: list[Check] = [
     check_store,
@@ -274,6 +392,7 @@ DOCTOR_CHECKS: list[Check] = [
     check_providers,
     check_smtp,
     check_web_orgs,
+    check_store_orgs,
 ]
 
 

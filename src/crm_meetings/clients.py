@@ -1,27 +1,109 @@
-"""The CRM connectors and conferencing providers one process uses, built once, closed once.
+"""The CRM connectors and conferencing providers one process uses, built once, closed once,
+and the one rule saying under which store org each CRM connection's data lives.
 
 The worker, the sync jobs and the web app share this: a connector or provider is built
 from the settings the first time it is needed (:mod:`crm_meetings.connectors.registry`,
 :mod:`crm_meetings.conferencing.factory`) and every one is closed together.
+
+:func:`store_org` is the rule every entry point follows (CLI, sync, worker, web): a CRM
+connection's meetings, checkpoints, runs and mail log live under the org id configured for
+it (``[salesforce] org_id``, ``[hubspot] portal_id``, ``[zoho] org_id``), else under
+:data:`~crm_meetings.store.DEFAULT_ORG_ID` (installs that name no org).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
+from crm_meetings.calendar.imip import Sender
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.config import Settings
 from crm_meetings.connectors.base import Connector
-from crm_meetings.errors import ConfigurationError
+from crm_meetings.errors import ConfigurationError, ValidationError
 from crm_meetings.model import CrmKind
+from crm_meetings.store.tables import DEFAULT_ORG_ID
 
-__all__ = ["PROVIDERS", "Clients"]
+__all__ = [
+    "ORG_KEYS",
+    "PROVIDERS",
+    "Clients",
+    "configured_org",
+    "enabled_crms",
+    "org_for_cli",
+    "settings_sender",
+    "store_org",
+    "store_orgs",
+]
 
 #: the conferencing providers, in the order the first enabled one is the default
 PROVIDERS: Final = ("zoom", "goto")
+
+#: per CRM: the settings key holding the org its connection serves, and what the CRM
+#: calls an org
+ORG_KEYS: Final[Mapping[CrmKind, tuple[str, str]]] = {
+    CrmKind.SALESFORCE: ("org_id", "Salesforce org"),
+    CrmKind.HUBSPOT: ("portal_id", "HubSpot portal"),
+    CrmKind.ZOHO: ("org_id", "Zoho org"),
+}
+
+
+def configured_org(settings: Settings, crm: CrmKind) -> str | None:
+    """The org id configured for ``crm``'s connection, if any."""
+    key, _ = ORG_KEYS[crm]
+    value = getattr(getattr(settings, crm.value), key)
+    return None if value is None else str(value)
+
+
+def settings_sender(settings: Settings) -> Sender | None:
+    """The From of invitations: ``[smtp] from_address`` when set, else the organizer."""
+    smtp = settings.smtp
+    if smtp.from_address is None:
+        return None
+    return Sender(str(smtp.from_address), "crm-meetings", smtp.reply_to and str(smtp.reply_to))
+
+
+def store_org(settings: Settings, crm: CrmKind) -> str:
+    """The store org ``crm``'s data lives under: its configured org id, else
+    :data:`DEFAULT_ORG_ID`. Every entry point (CLI, sync, worker, web) uses this."""
+    return configured_org(settings, crm) or DEFAULT_ORG_ID
+
+
+def enabled_crms(settings: Settings) -> list[CrmKind]:
+    """The CRMs with ``enabled = true``, in a stable order."""
+    return [crm for crm in ORG_KEYS if getattr(settings, crm.value).enabled]
+
+
+def store_orgs(
+    settings: Settings, crms: Iterable[CrmKind] | None = None
+) -> dict[str, list[CrmKind]]:
+    """``crms`` (default: the enabled ones) grouped by their :func:`store_org`, in order."""
+    grouped: dict[str, list[CrmKind]] = {}
+    for crm in enabled_crms(settings) if crms is None else sorted(crms):
+        grouped.setdefault(store_org(settings, crm), []).append(crm)
+    return dict(sorted(grouped.items()))
+
+
+def org_for_cli(settings: Settings, explicit: str | None) -> str:
+    """The org a per-org command (senders, rotations, contacts) works in: ``--org`` when
+    given, else the one org the enabled CRMs live under (:data:`DEFAULT_ORG_ID` when none
+    is enabled); several orgs must be chosen between."""
+    if explicit is not None:
+        return explicit
+    orgs = store_orgs(settings)
+    if len(orgs) <= 1:
+        return next(iter(orgs), DEFAULT_ORG_ID)
+    choices = "; ".join(
+        f"{org} ({', '.join(crm.value for crm in crms)})" for org, crms in orgs.items()
+    )
+    raise ValidationError(
+        "org",
+        f"the enabled CRMs live under several orgs: {choices}",
+        hint="Pass --org with one of them.",
+    )
+
 
 ConnectorFactory = Callable[[CrmKind], Connector]
 ProviderFactory = Callable[[str], ConferencingProvider]
@@ -66,7 +148,7 @@ class Clients:
         return cls(
             lambda crm: build_connector(crm.value, settings),
             lambda name: from_settings(getattr(settings, name)),
-            crms=[CrmKind(n) for n in CONNECTORS if getattr(settings, n).enabled],
+            crms=[crm for crm in enabled_crms(settings) if crm.value in CONNECTORS],
             providers=[n for n in PROVIDERS if getattr(settings, n).enabled],
         )
 

@@ -458,8 +458,9 @@ class InboundSettings(Section):
 
     Mail to ``assistant_address`` (handed over by the organisation's MX or a forwarding
     rule; keep ``host`` on loopback behind the MTA that checks SPF/DKIM/DMARC) becomes
-    booking requests of the owners' trust circles in ``org``; replies choosing an offered
-    time are scheduled. Offered times are in ``timezone``. Needs ``[web] session_secret``
+    booking requests of the owners' trust circles in ``org`` (unset: the one org the enabled
+    CRMs live under, as the CLI's ``--org``); replies choosing an offered time are
+    scheduled. Offered times are in ``timezone``. Needs ``[web] session_secret``
     (approval links are signed with it).
     """
 
@@ -467,7 +468,7 @@ class InboundSettings(Section):
     host: str = "127.0.0.1"
     port: Port = 2525
     assistant_address: Email | None = None
-    org: Annotated[str, Field(min_length=1, max_length=255)] = "default"
+    org: Annotated[str | None, Field(min_length=1, max_length=255)] = None
     timezone: Timezone = "UTC"
 
     required_when_enabled: ClassVar[tuple[str, ...]] = ("assistant_address",)

@@ -19,11 +19,13 @@ from typer.testing import CliRunner
 from crm_meetings.calendar.imip import Sender
 from crm_meetings.calendar.outbox_table import OutboxMessageRow
 from crm_meetings.commands.meeting import app
+from crm_meetings.errors import NotFoundError
 from crm_meetings.routing.rotations import RotationRepository
 from crm_meetings.sandbox.salesforce import SalesforceEmulator
 from crm_meetings.sandbox.testing import SandboxFactory
 from crm_meetings.senders.store import DEFAULT_USE, SenderRepository, confirm_address
 from crm_meetings.store import DEFAULT_ORG_ID, Store, upgrade
+from crm_meetings.store.tables import MeetingRow
 
 ACTOR = "rep0@sales.example.com"  # a seed user: Zoom hosts meetings for them
 
@@ -208,3 +210,41 @@ def test_an_explicit_sender_the_profile_may_not_use_is_refused(
     run(path, *SCHEDULE, f"--related=Account:{account}", "--profile=admin",
         "--sender=sales@acme.example")  # fmt: skip
     assert _senders_of(store_url, "zed@client.example") == ["sales@acme.example"]
+
+
+def test_a_meeting_lives_under_the_org_its_connection_serves(
+    config: tuple[Path, str], store_url: str
+) -> None:
+    """With ``[salesforce] org_id`` set, the CLI writes and reads where the panel does."""
+    path, account = config
+    org = "00D5g000004ABCD"
+    env = {
+        "CRM_MEETINGS_CONFIG": str(path),
+        "CRM_MEETINGS_ACTOR": ACTOR,
+        "CRM_MEETINGS_SALESFORCE__ORG_ID": org,
+    }
+    args = [
+        "schedule",
+        "--subject=Bound",
+        "--start=2031-05-07T10:00",
+        "--end=2031-05-07T11:00",
+        f"--related=Account:{account}",
+        "--provider=none",
+        "--json",
+        "--crm",
+        "salesforce",
+    ]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, (result.output, result.exception)
+    meeting_id = json.loads(result.stdout)["meeting"]["id"]
+    with Store(store_url) as store, store.transaction() as uow:
+        [row] = uow.session.scalars(sa.select(MeetingRow).where(MeetingRow.id == meeting_id))
+        assert row.org_id == org
+    shown = CliRunner().invoke(app, ["show", meeting_id, "--crm", "salesforce", "--json"], env=env)
+    assert shown.exit_code == 0, (shown.output, shown.exception)
+    unbound = CliRunner().invoke(
+        app,
+        ["show", meeting_id, "--crm", "salesforce"],
+        env={**env, "CRM_MEETINGS_SALESFORCE__ORG_ID": ""},
+    )
+    assert isinstance(unbound.exception, NotFoundError)  # "default" does not hold it

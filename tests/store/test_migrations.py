@@ -12,6 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from crm_meetings.cli import TABLE_MODULES
 from crm_meetings.errors import StoreError
 from crm_meetings.store import Store, create_engine, current, downgrade, head, upgrade
 from crm_meetings.store.migrate import MIGRATIONS_DIR, alembic_config
@@ -57,17 +58,8 @@ def _ignore_other_tables(
     return not (type_ == "table" and reflected and name not in Base.metadata.tables)
 
 
-# Modules above the store declare their own rows on Base; load them so drift covers them.
-TABLE_MODULES = (
-    "crm_meetings.calendar.outbox_table",
-    "crm_meetings.sync.claims",
-    "crm_meetings.routing.tables",
-    "crm_meetings.senders.tables",
-    "crm_meetings.contacts.tables",
-    "crm_meetings.web.tables",
-    "crm_meetings.store.preferences",
-    "crm_meetings.actions.tables",
-)
+# Modules above the store declare their own rows on Base; load them so drift covers them
+# (the same list ``db adopt-org`` loads).
 
 
 def test_migrations_create_exactly_the_declared_tables(store_url: str) -> None:

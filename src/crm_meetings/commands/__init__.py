@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -36,6 +36,7 @@ __all__ = [
     "CheckResult",
     "CliState",
     "DemoRun",
+    "Org",
     "Step",
     "console",
     "err_console",
@@ -93,6 +94,25 @@ def state(ctx: typer.Context) -> CliState:
 def settings(ctx: typer.Context) -> Settings:
     """The loaded settings for this invocation."""
     return state(ctx).settings()
+
+
+def _configured_org(ctx: typer.Context, value: str) -> str:
+    from crm_meetings.clients import org_for_cli
+
+    return org_for_cli(settings(ctx), value or None)
+
+
+#: ``--org`` of the per-org commands (senders, rotations, contacts): the organisation, by
+#: default the one org the enabled CRMs' data lives under (an error names the choices when
+#: they live under several; see :func:`crm_meetings.clients.org_for_cli`)
+Org = Annotated[
+    str,
+    typer.Option(
+        callback=_configured_org,
+        show_default=False,
+        help="The organisation (default: the org of the enabled CRMs; needed when several).",
+    ),
+]
 
 
 def store_url(settings: Settings) -> str:

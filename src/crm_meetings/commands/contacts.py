@@ -12,16 +12,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from crm_meetings.commands import console, settings, store_url
+from crm_meetings.commands import Org, console, settings, store_url
 from crm_meetings.contacts.map import Company, CompanyFilter, CompanyType, Contact, Scope
 from crm_meetings.contacts.store import ContactRepository
-from crm_meetings.store import DEFAULT_ORG_ID, Store
+from crm_meetings.store import Store
 
 __all__ = ["app"]
 
 app = typer.Typer(help="The contact map: who the firm met or mailed, and their companies.")
 
-Org = Annotated[str, typer.Option(help="The organisation.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 User = Annotated[str, typer.Option(help="Your e-mail address (the firm user).")]
 
@@ -71,7 +70,7 @@ _CONTACT_COLUMNS = ("name", "email", "company", "last_met", "meetings_90d", "kno
 
 
 @app.command("mine")
-def mine(ctx: typer.Context, user: User, org: Org = DEFAULT_ORG_ID, as_json: Json = False) -> None:
+def mine(ctx: typer.Context, user: User, org: Org = "", as_json: Json = False) -> None:
     """People you met or mailed."""
     with _contacts(ctx) as contacts:
         found = contacts.contacts(org, user=user)
@@ -79,7 +78,7 @@ def mine(ctx: typer.Context, user: User, org: Org = DEFAULT_ORG_ID, as_json: Jso
 
 
 @app.command("firm")
-def firm(ctx: typer.Context, org: Org = DEFAULT_ORG_ID, as_json: Json = False) -> None:
+def firm(ctx: typer.Context, org: Org = "", as_json: Json = False) -> None:
     """Everyone anyone in the firm met or mailed."""
     with _contacts(ctx) as contacts:
         found = contacts.contacts(org)
@@ -93,7 +92,7 @@ def companies(
     type: Annotated[CompanyType | None, typer.Option(help="Only this type (a tab).")] = None,
     filter: Annotated[str | None, typer.Option(help="One of your saved filters.")] = None,
     only_mine: Annotated[bool, typer.Option("--mine", help="Only companies you met.")] = False,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Companies by e-mail domain and from the CRM, with type and partner."""
@@ -112,7 +111,7 @@ def set_company(
         CompanyType | None, typer.Option(help="client, referral_source, prospect.")
     ] = None,
     partner: Annotated[str | None, typer.Option(help="The relationship partner's e-mail.")] = None,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
 ) -> None:
     """Set a company's type and/or relationship partner by hand."""
     with _contacts(ctx) as contacts:
@@ -128,7 +127,7 @@ def save_filter(
     type: Annotated[CompanyType | None, typer.Option(help="Only this type.")] = None,
     partner: Annotated[str | None, typer.Option(help='A partner\'s e-mail, or "me".')] = None,
     only_mine: Annotated[bool, typer.Option("--mine", help="Only companies you met.")] = False,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
 ) -> None:
     """Save a named filter tab, e.g. firm-wide clients whose partner is me."""
     wanted = CompanyFilter(name, Scope.MINE if only_mine else Scope.FIRM, type, partner)
@@ -138,9 +137,7 @@ def save_filter(
 
 
 @app.command("filters")
-def filters(
-    ctx: typer.Context, user: User, org: Org = DEFAULT_ORG_ID, as_json: Json = False
-) -> None:
+def filters(ctx: typer.Context, user: User, org: Org = "", as_json: Json = False) -> None:
     """Your saved filter tabs."""
     with _contacts(ctx) as contacts:
         found = contacts.filters(org, user)

@@ -47,6 +47,7 @@ from crm_meetings.actions import (
 )
 from crm_meetings.actions.codec import meeting_to_json
 from crm_meetings.calendar.imip import Sender
+from crm_meetings.clients import store_org
 from crm_meetings.commands import console, run_app, settings, store_url
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.conferencing.factory import from_settings
@@ -56,7 +57,7 @@ from crm_meetings.errors import ConfigurationError, ValidationError
 from crm_meetings.model import Invitee, Meeting, Person, RecordRef
 from crm_meetings.routing.rotations import explanation_from_json
 from crm_meetings.senders.store import sender_for
-from crm_meetings.store import DEFAULT_ORG_ID, Store
+from crm_meetings.store import Store
 
 __all__ = ["app"]
 
@@ -122,8 +123,11 @@ def _provider(loaded: Settings, name: str | None) -> ConferencingProvider | None
     return from_settings(section)
 
 
-def _chosen_sender(store: Store, profile: str | None, address: str | None) -> Sender | None:
-    """The organisation address asked for with ``--sender``, checked against ``profile``."""
+def _chosen_sender(
+    store: Store, org_id: str, profile: str | None, address: str | None
+) -> Sender | None:
+    """The organisation address of ``org_id`` asked for with ``--sender``, checked against
+    ``profile``."""
     if address is None:
         return None
     if profile is None:
@@ -131,7 +135,7 @@ def _chosen_sender(store: Store, profile: str | None, address: str | None) -> Se
             "sender", "needs --profile: which profile you send as decides what you may use"
         )
     with store.transaction() as uow:
-        return sender_for(uow, DEFAULT_ORG_ID, profile, address)
+        return sender_for(uow, org_id, profile, address)
 
 
 @contextmanager
@@ -144,13 +148,15 @@ def _context(
     profile: str | None = None,
     sender: str | None = None,
 ) -> Iterator[ActionContext]:
-    """The action context the settings describe; every client is closed afterwards."""
+    """The action context the settings describe, in the store org of ``crm``'s connection
+    (:func:`~crm_meetings.clients.store_org`); every client is closed afterwards."""
     loaded = settings(ctx)
     with ExitStack() as stack:
         store = stack.enter_context(Store(store_url(loaded)))
-        chosen = _chosen_sender(store, profile, sender)
         connector = build_connector(crm, loaded)
         stack.callback(connector.close)
+        org_id = store_org(loaded, connector.crm)
+        chosen = _chosen_sender(store, org_id, profile, sender)
         conferencing = _provider(loaded, provider)
         if conferencing is not None:
             stack.callback(conferencing.close)
@@ -161,6 +167,7 @@ def _context(
             actor=Person(actor),
             profile=None if chosen is not None else profile,
             sender=chosen,
+            org_id=org_id,
         )
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crm_meetings.calendar.imip import Sender
-from crm_meetings.commands import console, settings, store_url
+from crm_meetings.commands import Org, console, settings, store_url
 from crm_meetings.config import Settings
 from crm_meetings.errors import ConfigurationError
 from crm_meetings.routing.inbound import InboundHandler, InboundListener
@@ -28,7 +28,7 @@ from crm_meetings.routing.rotations import (
     explanation_to_json,
 )
 from crm_meetings.routing.trust import TrustCircle, TrustMode
-from crm_meetings.store import DEFAULT_ORG_ID, Repository, Store
+from crm_meetings.store import Repository, Store
 
 __all__ = [
     "app",
@@ -41,7 +41,6 @@ app = typer.Typer(help="Meeting rotations: who hosts the next meeting, and why."
 trust_app = typer.Typer(help="The owners' trust circles and the booking requests queue.")
 app.add_typer(trust_app, name="trust")
 
-Org = Annotated[str, typer.Option(help="The organisation.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 Ref = Annotated[str, typer.Argument(help="The rotation's name or id.")]
 Zone = Annotated[str, typer.Option(help="The zone whose day daily caps count.")]
@@ -117,7 +116,7 @@ def create(
     policy: Annotated[
         NewMemberPolicy, typer.Option(help="When someone joins: reset every count, or calibrate.")
     ] = NewMemberPolicy.RESET,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Create a rotation."""
@@ -131,7 +130,7 @@ def add_member(
     ctx: typer.Context,
     rotation: Ref,
     email: Annotated[str, typer.Argument(help="The new member's e-mail.")],
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Add a member; under the reset policy every count starts again at 0."""
@@ -145,7 +144,7 @@ def team(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The team.")],
     emails: Annotated[list[str], typer.Argument(help="Every member of the team.")],
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
 ) -> None:
     """Set a team's members; every rotation listing the team follows."""
     with _repository(ctx, RotationRepository) as rotations:
@@ -161,7 +160,7 @@ def toggle(
     available: Annotated[
         bool | None, typer.Option("--available/--unavailable", help="Set instead of flipping.")
     ] = None,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Flip a member's availability (training, holidays), or set it."""
@@ -182,7 +181,7 @@ def configure(
     ] = None,
     daily_cap: Annotated[int | None, typer.Option(min=1, help="At most this many a day.")] = None,
     no_cap: Annotated[bool, typer.Option("--no-cap", help="Remove the daily cap.")] = False,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Set a member's weight or daily cap."""
@@ -199,7 +198,7 @@ def pick(
     ctx: typer.Context,
     rotation: Ref,
     zone: Zone = "UTC",
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Who would host the next meeting, and why (nothing is booked)."""
@@ -228,7 +227,7 @@ def book(
         str | None, typer.Option(help="Book this member instead of the suggestion.")
     ] = None,
     zone: Zone = "UTC",
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Book a meeting through the rotation and count it."""
@@ -261,7 +260,7 @@ def unbook(
 def show(
     ctx: typer.Context,
     rotation: Annotated[str | None, typer.Argument(help="One rotation; all if none.")] = None,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Show rotations with their members' counts and availability."""
@@ -288,7 +287,7 @@ def _print_circle(circle: TrustCircle) -> None:
 
 
 @trust_app.command("signup")
-def trust_signup(ctx: typer.Context, owner: Owner, org: Org = DEFAULT_ORG_ID) -> None:
+def trust_signup(ctx: typer.Context, owner: Owner, org: Org = "") -> None:
     """Create an owner's circle: their own domain is trusted."""
     with _repository(ctx, TrustRepository) as trust:
         circle = trust.signup(org, owner)
@@ -369,7 +368,7 @@ def trust_listen(
     host: Annotated[str, typer.Option(help="Where to listen.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="The SMTP port.")] = 2525,
     zone: Annotated[str, typer.Option(help="Owners' working-hours zone.")] = "UTC",
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
 ) -> None:
     """Receive e-mail requests to the assistant over SMTP until interrupted; a reply
     choosing an offered time is scheduled on the CRM and provider the settings enable."""

@@ -16,20 +16,19 @@ from rich.table import Table
 from rich.text import Text
 
 from crm_meetings.calendar.imip import Sender
-from crm_meetings.commands import console, settings, store_url
+from crm_meetings.commands import Org, console, settings, store_url
 from crm_meetings.errors import ConfigurationError
 from crm_meetings.senders.addresses import OrgAddress, Use
 from crm_meetings.senders.store import (
     SenderRepository,
     confirm_address,
 )
-from crm_meetings.store import DEFAULT_ORG_ID, Store
+from crm_meetings.store import Store
 
 __all__ = ["address_json", "app"]
 
 app = typer.Typer(help="Organisation sender addresses: add, confirm, list, delete.")
 
-Org = Annotated[str, typer.Option(help="The organisation.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 Address = Annotated[str, typer.Argument(help="The address, or its id.")]
 
@@ -79,7 +78,7 @@ def add(
     name: Annotated[str, typer.Option(help="The display name recipients see.")],
     profile: Annotated[list[str], typer.Option(help="A profile allowed to send (repeat).")],
     reply_to: Annotated[str | None, typer.Option(help="Replies go here.")] = None,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Add an address; a confirmation code is e-mailed to it."""
@@ -95,7 +94,7 @@ def confirm(
     ctx: typer.Context,
     address: Address,
     code: Annotated[str, typer.Argument(help="The code from the e-mail.")],
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Confirm an address with the code it received."""
@@ -105,9 +104,7 @@ def confirm(
 
 
 @app.command("resend")
-def resend(
-    ctx: typer.Context, address: Address, org: Org = DEFAULT_ORG_ID, as_json: Json = False
-) -> None:
+def resend(ctx: typer.Context, address: Address, org: Org = "", as_json: Json = False) -> None:
     """Send a new code; the previous one stops working."""
     mail_from = _mail_from(ctx)
     with _senders(ctx) as senders:
@@ -124,7 +121,7 @@ def edit(
         list[str] | None, typer.Option(help="The profiles allowed to send (replaces them).")
     ] = None,
     reply_to: Annotated[str | None, typer.Option(help="A new reply-to address.")] = None,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Change the display name, profiles or reply-to (the address itself cannot change)."""
@@ -140,7 +137,7 @@ def use(
     kind: Annotated[str, typer.Argument(help="invitations, rotation or approvals.")],
     ref: Annotated[str, typer.Argument(help="default, or the rotation's id.")],
     address: Address,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
 ) -> None:
     """Make a confirmed address the sender for one use."""
     with _senders(ctx) as senders:
@@ -149,7 +146,7 @@ def use(
 
 
 @app.command("list")
-def list_addresses(ctx: typer.Context, org: Org = DEFAULT_ORG_ID, as_json: Json = False) -> None:
+def list_addresses(ctx: typer.Context, org: Org = "", as_json: Json = False) -> None:
     """Every address of the organisation, with its status and uses."""
     with _senders(ctx) as senders:
         found = [(a, senders.uses(org, a.id)) for a in senders.addresses(org)]
@@ -181,7 +178,7 @@ def delete(
     replacement: Annotated[
         str | None, typer.Option(help="A confirmed address that takes over every use.")
     ] = None,
-    org: Org = DEFAULT_ORG_ID,
+    org: Org = "",
     as_json: Json = False,
 ) -> None:
     """Delete an address; one in use needs a replacement."""

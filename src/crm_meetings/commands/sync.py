@@ -3,8 +3,9 @@
 ``sync`` alone syncs every organizer the store knows on every enabled provider;
 ``--organizer`` one of them, ``--meeting`` one meeting ("No session exists" when it never
 started, exit status 1). ``--since`` re-reads from a date without moving the checkpoint;
-``--dry-run`` prints the sessions it would write and writes nothing. Also runnable as
-``python -m crm_meetings.commands.sync``.
+``--dry-run`` prints the sessions it would write and writes nothing. Each store org the
+enabled CRMs live under (:func:`crm_meetings.clients.store_org`) is synced with its own
+CRMs. Also runnable as ``python -m crm_meetings.commands.sync``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from crm_meetings.clients import store_org
 from crm_meetings.commands import console, err_console, print_error, run_app, settings
 from crm_meetings.config import Settings
 from crm_meetings.connectors.base import HistoryItem
@@ -39,8 +41,8 @@ from crm_meetings.sync.jobs import (
     OrganizerOutcome,
     SyncClients,
     enabled_providers,
+    org_targets,
     sync_organizers,
-    sync_targets,
 )
 
 __all__ = ["app"]
@@ -86,18 +88,26 @@ def sync(
     start = _parse_since(since, loaded.sync.timezone) if since else None
     with SyncClients(loaded) as clients:
         providers = _providers(loaded, provider)
-        options = clients.options(dry_run=dry_run)
         if meeting is not None:
-            outcomes = [_sync_meeting(clients, meeting, providers, options)]
+            outcomes = [_sync_meeting(clients, meeting, providers, dry_run=dry_run)]
         else:
-            targets = sync_targets(clients.store, providers, organizer=organizer)
-            if not targets:
+            by_org = org_targets(clients, providers, organizer=organizer)
+            if not by_org:
                 console.print("No organizer has meetings on an enabled provider yet.")
                 return
             with _Bars(quiet=as_json) as bars:
-                outcomes = sync_organizers(
-                    clients, targets, options, kind="manual", since=start, progress=bars
-                )
+                outcomes = [
+                    outcome
+                    for org, targets in by_org.items()
+                    for outcome in sync_organizers(
+                        clients,
+                        targets,
+                        clients.options(org, dry_run=dry_run),
+                        kind="manual",
+                        since=start,
+                        progress=bars,
+                    )
+                ]
     _show(outcomes, dry_run=dry_run, as_json=as_json)
     if any(o.error for o in outcomes):
         raise typer.Exit(1)
@@ -121,17 +131,16 @@ def _providers(loaded: Settings, only: str | None) -> list[str]:
 
 
 def _sync_meeting(
-    clients: SyncClients,
-    meeting_id: str,
-    providers: Sequence[str],
-    options: sync_engine.SyncOptions,
+    clients: SyncClients, meeting_id: str, providers: Sequence[str], *, dry_run: bool
 ) -> OrganizerOutcome:
-    """``--meeting``: its own provider's engine (the engine answers "No session exists")."""
+    """``--meeting``: its own provider's engine, in its CRM's store org (the engine answers
+    "No session exists")."""
     with clients.store.transaction() as uow:
         stored = uow.meetings.get(meeting_id)
     name = stored.provider if stored.provider and stored.provider in providers else providers[0]
-    report = clients.engine(name, options).sync_meeting(meeting_id)
-    return OrganizerOutcome(name, stored.organizer.email, report)
+    org = store_org(clients.settings, stored.crm)
+    report = clients.engine(name, clients.options(org, dry_run=dry_run)).sync_meeting(meeting_id)
+    return OrganizerOutcome(name, stored.organizer.email, report, org_id=org)
 
 
 def _parse_since(text: str, timezone: str) -> datetime:
@@ -258,19 +267,24 @@ def _show_planned(planned: list[dict[str, Any]]) -> None:
 
 
 def _outcomes_table(outcomes: Sequence[OrganizerOutcome]) -> Table:
+    """One row per organizer; an ``org`` column when the CRMs live under several orgs."""
+    several = len({o.org_id for o in outcomes}) > 1
     table = Table(title="History sync")
-    for column in ("provider", "organizer", "run", "status", "meetings", "sessions"):
+    for column in ("org",) * several + ("provider", "organizer", "run", "status", "meetings"):
         table.add_column(column)
+    table.add_column("sessions")
     for column in ("participants", "unmatched", "API calls"):
         table.add_column(column, justify="right")
     for outcome in outcomes:
+        org = (Text(outcome.org_id),) * several
         report = outcome.report
         if report is None:
             status = Text("failed", style=_STATUS_STYLES[SyncRunStatus.FAILED])
-            table.add_row(outcome.provider, outcome.organizer, "", status, *[""] * 5)
+            table.add_row(*org, outcome.provider, outcome.organizer, "", status, *[""] * 5)
             continue
         counters = report.counters
         table.add_row(
+            *org,
             outcome.provider,
             outcome.organizer,
             str(report.run_id or ""),

@@ -32,9 +32,8 @@ def serve(
     from crm_meetings.cli import DOCTOR_CHECKS
     from crm_meetings.store import Store
     from crm_meetings.sync.schedule import build_scheduler, stop_scheduler
-    from crm_meetings.web.app import create_app
-    from crm_meetings.web.booking import host_contexts, use_host_contexts
-    from crm_meetings.web.wiring import Clients, live_services
+    from crm_meetings.web.live import live_app
+    from crm_meetings.web.wiring import Clients
 
     loaded = settings(ctx)
     url = store_url(loaded)
@@ -43,7 +42,7 @@ def serve(
     bind_host, bind_port = host or loaded.web.host, port or loaded.web.port
     try:
         with Store(url) as store, Clients.from_settings(loaded) as clients:
-            services = live_services(
+            web_app = live_app(
                 loaded,
                 store,
                 clients,
@@ -54,8 +53,6 @@ def serve(
             console.print(
                 f"Serving on http://{bind_host}:{bind_port}/ (panel: /panel, admin: /admin)"
             )
-            web_app = create_app(loaded, store=store, services=services)
-            use_host_contexts(web_app, host_contexts(loaded, store, clients, clock=store.clock))
             uvicorn.run(
                 web_app,
                 host=bind_host,

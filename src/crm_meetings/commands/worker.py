@@ -37,7 +37,9 @@ class QueueKind(StrEnum):
 
 
 class WebCompanion:
-    """The web app on uvicorn in a thread of the worker, sharing its store and scheduler."""
+    """The web app on uvicorn in a thread of the worker, sharing its store and scheduler,
+    wired as ``crm-meetings web serve`` wires it (:func:`~crm_meetings.web.live.live_app`:
+    CRM connections, actions, org binding, booking hosts)."""
 
     def __init__(self, settings: Settings, *, host: str, port: int, admins: frozenset[str]):
         self.settings = settings
@@ -46,19 +48,27 @@ class WebCompanion:
         self.admins = admins
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
+        self.clients: Clients | None = None
 
     def start(self, worker: Worker) -> None:
         import uvicorn
 
         from crm_meetings.cli import DOCTOR_CHECKS
-        from crm_meetings.web.app import create_app
-        from crm_meetings.web.services import WebServices
+        from crm_meetings.web.live import live_app
+        from crm_meetings.web.wiring import Clients
 
-        services = WebServices(
-            scheduler=worker.scheduler, admins=self.admins, checks=tuple(DOCTOR_CHECKS)
+        self.clients = Clients.from_settings(self.settings)
+        web_app = live_app(
+            self.settings,
+            worker.store,
+            self.clients,
+            scheduler=worker.scheduler,
+            admins=self.admins,
+            checks=tuple(DOCTOR_CHECKS),
+            clock=worker.clock,
         )
         config = uvicorn.Config(
-            create_app(self.settings, store=worker.store, services=services),
+            web_app,
             host=self.host,
             port=self.port,
             proxy_headers=True,
@@ -73,6 +83,9 @@ class WebCompanion:
         if self.server is not None and self.thread is not None:
             self.server.should_exit = True
             self.thread.join(timeout=30)
+        if self.clients is not None:
+            self.clients.close()
+            self.clients = None
 
 
 class InboundCompanion:
@@ -86,6 +99,7 @@ class InboundCompanion:
         self.clients: Clients | None = None
 
     def start(self, worker: Worker) -> None:
+        from crm_meetings.clients import org_for_cli
         from crm_meetings.commands.rotation import assistant_config
         from crm_meetings.errors import ConfigurationError
         from crm_meetings.routing.inbound import InboundHandler, InboundListener
@@ -99,7 +113,8 @@ class InboundCompanion:
         )
         self.clients = Clients.from_settings(self.settings)
         hosts = host_contexts(self.settings, worker.store, self.clients, clock=worker.clock)
-        handler = InboundHandler(worker.store, config, inbound.org, hosts)
+        org = org_for_cli(self.settings, inbound.org)
+        handler = InboundHandler(worker.store, config, org, hosts)
         listener = InboundListener(handler, host=inbound.host, port=inbound.port)
         try:
             listener.start()

@@ -49,7 +49,7 @@ class HistoryOutcome:
 
 def _engine(system: DemoSystem, crm: str, provider: str) -> HistorySync:
     connectors = {CrmKind(crm): system.connectors[crm]}
-    options = SyncOptions(first_window=timedelta(days=30))
+    options = SyncOptions(org_id=system.org(crm), first_window=timedelta(days=30))
     return HistorySync(system.store, system.providers[provider], connectors, options=options)
 
 
@@ -66,6 +66,7 @@ def _schedule_seeded(system: DemoSystem, crm: str, provider: str) -> tuple[list[
         store=system.store,
         organizer=organizer,
         provider=provider,
+        org_id=system.org(crm),
     )
     idle = {ours.id for ours, m in zip(meetings, seeded, strict=True) if not m.started}
     return meetings, idle

@@ -32,7 +32,6 @@ from crm_meetings.model import Invitee, Meeting, Person
 from crm_meetings.routing.requests import AssistantConfig, BookingRequest, TrustRepository
 from crm_meetings.routing.rotations import Booking, RotationRepository
 from crm_meetings.senders.store import DEFAULT_USE, SenderRepository, confirm_address, sender_for
-from crm_meetings.store import DEFAULT_ORG_ID
 
 __all__ = [
     "ORG_ADDRESS",
@@ -47,6 +46,8 @@ __all__ = [
 ORG_ADDRESS = "meetings@sales.example.com"
 PROFILE = "sales"
 ROTATION_CRM, ROTATION_PROVIDER = "hubspot", "zoom"
+#: the org whose contact map is shown: the history sync's CRM (its meetings have sessions)
+CONTACTS_CRM = "salesforce"
 _CODE = re.compile(r"Confirmation code:\s*(\S+)")
 
 
@@ -68,9 +69,10 @@ def confirm_org_address(system: DemoSystem) -> Sender:
     """Add the address, read the code it was mailed, confirm it, make it the sender."""
     smtp = system.settings.smtp
     mail_from = Sender(smtp.from_address or ORG_ADDRESS, "crm-meetings")
+    org = system.org(ROTATION_CRM)  # the rotation's invitations go out from it
     with system.store.transaction() as uow:
         address = uow.repository(SenderRepository).add(
-            DEFAULT_ORG_ID,
+            org,
             ORG_ADDRESS,
             "Sales Team Meetings",
             [PROFILE],
@@ -85,10 +87,10 @@ def confirm_org_address(system: DemoSystem) -> Sender:
     ]
     if not codes:
         raise CrmMeetingsError(f"no confirmation code reached {ORG_ADDRESS}")
-    confirm_address(system.store, DEFAULT_ORG_ID, address.id, codes[-1])
+    confirm_address(system.store, org, address.id, codes[-1])
     with system.store.transaction() as uow:
-        uow.repository(SenderRepository).set_use(DEFAULT_ORG_ID, *DEFAULT_USE, address.id)
-        system.sender = sender_for(uow, DEFAULT_ORG_ID, PROFILE)
+        uow.repository(SenderRepository).set_use(org, *DEFAULT_USE, address.id)
+        system.sender = sender_for(uow, org, PROFILE)
     return system.sender
 
 
@@ -101,7 +103,7 @@ def book_through_rotation(system: DemoSystem, count: int = 5) -> list[tuple[Book
     emails = list(reps)
     with system.store.transaction() as uow:
         rotations = uow.repository(RotationRepository)
-        rotation = rotations.create(DEFAULT_ORG_ID, "Inbound demo requests", users=emails)
+        rotation = rotations.create(system.org(ROTATION_CRM), "Inbound demo requests", users=emails)
         rotations.set_available(rotation.id, emails[-1], False)
     related = system.record_page(ROTATION_CRM)
     booked: list[tuple[Booking, Meeting]] = []
@@ -183,7 +185,7 @@ def receive_requests(system: DemoSystem) -> Requests:
     )
     with system.store.transaction() as uow:
         circles = uow.repository(TrustRepository)
-        circles.signup(DEFAULT_ORG_ID, owner)
+        circles.signup(system.org(ROTATION_CRM), owner)
         circles.trust(owner, domains=[client.email.partition("@")[2]])
         trusted = circles.receive(
             owner, client.email, config=config, requester_name=client.name,
@@ -205,14 +207,15 @@ def receive_requests(system: DemoSystem) -> Requests:
 def contact_tables(system: DemoSystem) -> tuple[list[Contact], list[Company], Table, Table]:
     """My contacts and the firm-wide companies (seeded CRM accounts, one typed by hand)."""
     owner = system.organizer.email
+    org = system.org(CONTACTS_CRM)
     with system.store.transaction() as uow:
         contacts = uow.repository(ContactRepository)
         for record in system.data.records:
-            contacts.put_crm_company(DEFAULT_ORG_ID, CrmAccount(record.domain, record.company))
+            contacts.put_crm_company(org, CrmAccount(record.domain, record.company))
         first = system.data.records[0].domain
-        contacts.set_profile(DEFAULT_ORG_ID, first, type=CompanyType.CLIENT, partner=owner)
-        mine = contacts.contacts(DEFAULT_ORG_ID, user=owner)
-        companies = contacts.companies(DEFAULT_ORG_ID, user=owner, scope=Scope.FIRM)
+        contacts.set_profile(org, first, type=CompanyType.CLIENT, partner=owner)
+        mine = contacts.contacts(org, user=owner)
+        companies = contacts.companies(org, user=owner, scope=Scope.FIRM)
     people = Table(title=f"My contacts ({owner})")
     for column in ("name", "email", "last met", "meetings 90d"):
         people.add_column(column, overflow="fold")

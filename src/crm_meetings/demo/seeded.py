@@ -14,7 +14,7 @@ from crm_meetings.connectors.base import Connector
 from crm_meetings.errors import CrmMeetingsError
 from crm_meetings.model import CrmKind, Invitee, Meeting, Person, new_meeting
 from crm_meetings.sandbox.seed import SeedMeeting
-from crm_meetings.store import Store
+from crm_meetings.store import DEFAULT_ORG_ID, Store
 
 __all__ = ["schedule_seeded"]
 
@@ -28,8 +28,10 @@ def schedule_seeded(
     organizer: Person,
     provider: str | None = None,
     id_prefix: str | None = None,
+    org_id: str = DEFAULT_ORG_ID,
 ) -> list[Meeting]:
-    """Create ``seeded`` in the CRM (batched) and store our copies with their record ids.
+    """Create ``seeded`` in the CRM (batched) and store our copies with their record ids,
+    under ``org_id``.
 
     ``provider`` overrides each seed meeting's own; ``id_prefix`` gives stable local ids
     (``<prefix>-<seed key>``) instead of random ones. A meeting the CRM refuses is an error.
@@ -64,7 +66,7 @@ def schedule_seeded(
     ]
     with store.transaction() as uow:
         for meeting in meetings:
-            uow.meetings.add(meeting)
+            uow.meetings.add(meeting, org_id=org_id)
     return meetings
 
 

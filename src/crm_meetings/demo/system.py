@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from crm_meetings.actions import ActionContext
 from crm_meetings.calendar.imip import Sender
 from crm_meetings.calendar.outbox import DeliveryReport, SmtpConfig, deliver_pending
+from crm_meetings.clients import store_org
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.conferencing.factory import from_settings
 from crm_meetings.config import Settings, load_settings
@@ -156,14 +157,21 @@ class DemoSystem:
         record = self.data.records[number]
         return Person(record.contact_email, record.contact_name)
 
+    def org(self, crm: str) -> str:
+        """The store org ``crm``'s data lives under: the sandbox org its connection serves
+        (:func:`~crm_meetings.clients.store_org`, as for every entry point)."""
+        return store_org(self.settings, CrmKind(crm))
+
     def context(self, crm: str, provider: str | None, actor: Person | None = None) -> ActionContext:
-        """What an action needs for ``crm`` with ``provider``, as ``actor`` (the rep)."""
+        """What an action needs for ``crm`` with ``provider``, as ``actor`` (the rep), in
+        ``crm``'s org."""
         return ActionContext(
             store=self.store,
             connector=self.connectors[crm],
             provider=self.providers[provider] if provider else None,
             actor=actor or self.organizer,
             sender=self.sender,
+            org_id=self.org(crm),
         )
 
     def record_page(self, crm: str) -> RecordRef:
@@ -191,8 +199,14 @@ class DemoSystem:
     def log_on_crm(self) -> LogReport:
         """Log the delivered mail from the organisation address on the CRM records (what
         the worker does after each delivery round)."""
-        connectors = {CrmKind(name): c for name, c in self.connectors.items()}
-        report = log_pending(self.store, connectors, datetime.now(UTC))
+        report = LogReport()
+        for name, connector in self.connectors.items():
+            found = log_pending(
+                self.store, {CrmKind(name): connector}, datetime.now(UTC), org_id=self.org(name)
+            )
+            report.logged.extend(found.logged)
+            report.deferred.extend(found.deferred)
+            report.failed.extend(found.failed)
         if report.deferred or report.failed:
             raise CrmMeetingsError(
                 f"{len(report.deferred) + len(report.failed)} e-mail(s) not logged on the CRM",

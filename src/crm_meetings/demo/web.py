@@ -30,9 +30,9 @@ from crm_meetings.demo.system import CRMS, PROVIDERS, DemoSystem
 from crm_meetings.errors import CrmMeetingsError
 from crm_meetings.model import CrmKind
 from crm_meetings.store.repositories import utc_now
-from crm_meetings.web.app import create_app
 from crm_meetings.web.auth import sign_widget_token
-from crm_meetings.web.wiring import Clients, live_services
+from crm_meetings.web.live import live_app
+from crm_meetings.web.wiring import Clients
 
 __all__ = ["PAGES", "DemoWeb", "get_signed_in", "serve", "wait_for_interrupt"]
 
@@ -141,10 +141,9 @@ def _app(system: DemoSystem, record: tuple[str, str]) -> FastAPI:
     from crm_meetings.cli import DOCTOR_CHECKS  # loaded: the demo runs from the CLI
 
     admins = frozenset({system.organizer.email.lower()})
-    services = live_services(
+    app = live_app(
         system.settings, system.store, clients, admins=admins, checks=tuple(DOCTOR_CHECKS)
     )
-    app = create_app(system.settings, store=system.store, services=services)
     app.include_router(_sign_in_route(system, record))
     return app
 

@@ -5,7 +5,9 @@ loads the settings, claims the night in the database (:data:`NIGHTLY_JOB_ID`, th
 date), so that of several workers only the first runs it, then for each enabled
 conferencing provider and each organizer with meetings there either syncs them one after
 the other (``queue="inline"``) or enqueues one Celery task each (``queue="celery"``). One
-organizer's failure is recorded and the others go on.
+organizer's failure is recorded and the others go on. Every store org the enabled CRMs
+live under (:func:`crm_meetings.clients.store_org`) is visited, each with its own CRMs'
+connectors: meetings scheduled from a CRM's panel are synced like those of the CLI.
 
 :func:`run_organizer` is one organizer's run, what a Celery task executes; the CLI's
 ``crm-meetings sync`` uses :class:`SyncClients`, :func:`sync_targets` and
@@ -27,7 +29,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 import structlog
 
-from crm_meetings.clients import PROVIDERS, Clients
+from crm_meetings.clients import PROVIDERS, Clients, store_orgs
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.config import Settings, load_settings
 from crm_meetings.connectors.base import Connector
@@ -50,6 +52,7 @@ __all__ = [
     "SyncTargetRepository",
     "enabled_providers",
     "job_defaults",
+    "org_targets",
     "request_stop",
     "run_nightly",
     "run_organizer",
@@ -136,14 +139,36 @@ class SyncClients:
         self.store = store if store is not None else Store(settings_store_url(settings))
         self.clients = Clients.from_settings(settings)
 
-    @property
-    def connectors(self) -> dict[CrmKind, Connector]:
+    def _require_crms(self) -> None:
         if not self.clients.crms:
             raise ConfigurationError(
                 "No CRM is enabled, so there is nowhere to write history",
                 hint="Set enabled = true in [salesforce], [hubspot] or [zoho].",
             )
+
+    @property
+    def connectors(self) -> dict[CrmKind, Connector]:
+        self._require_crms()
         return {crm: self.clients.connector(crm) for crm in sorted(self.clients.crms)}
+
+    def connectors_of(self, org_id: str) -> dict[CrmKind, Connector]:
+        """The connectors of the enabled CRMs whose data lives under ``org_id``."""
+        crms = store_orgs(self.settings, self.clients.crms).get(org_id)
+        if not crms:
+            known = ", ".join(store_orgs(self.settings, self.clients.crms)) or "none"
+            raise ConfigurationError(
+                f"No enabled CRM keeps its meetings under org {org_id!r} (orgs: {known})",
+                hint="Check [salesforce] org_id, [hubspot] portal_id and [zoho] org_id; "
+                "`crm-meetings doctor` names the org of each CRM.",
+            )
+        return {crm: self.clients.connector(crm) for crm in crms}
+
+    @property
+    def orgs(self) -> list[str]:
+        """The store orgs of the enabled CRMs (:func:`~crm_meetings.clients.store_org`);
+        none enabled is an error naming what to set."""
+        self._require_crms()
+        return list(store_orgs(self.settings, self.clients.crms))
 
     def provider(self, name: str) -> ConferencingProvider:
         if name not in PROVIDERS:
@@ -163,7 +188,11 @@ class SyncClients:
         self, provider: str, options: SyncOptions, *, clock: Clock = _utc_now
     ) -> HistorySync:
         return HistorySync(
-            self.store, self.provider(provider), self.connectors, clock=clock, options=options
+            self.store,
+            self.provider(provider),
+            self.connectors_of(options.org_id),
+            clock=clock,
+            options=options,
         )
 
     def options(self, org_id: str = DEFAULT_ORG_ID, *, dry_run: bool = False) -> SyncOptions:
@@ -231,6 +260,28 @@ def sync_targets(
     ]
 
 
+def org_targets(
+    clients: SyncClients, providers: Sequence[str], *, organizer: str | None = None
+) -> dict[str, list[Target]]:
+    """:func:`sync_targets` of every store org the enabled CRMs live under; an organizer
+    no org knows yet is tried in each."""
+    found = {
+        org: sync_targets(clients.store, providers, org_id=org, organizer=organizer)
+        for org in clients.orgs
+    }
+    if organizer is None:
+        return {org: targets for org, targets in found.items() if targets}
+    wanted = organizer.strip().lower()
+    with clients.store.transaction() as uow:
+        repository = uow.repository(SyncTargetRepository)
+        knowing = {
+            org
+            for org in found
+            if any(wanted in repository.organizers(p, org_id=org) for p in providers)
+        }
+    return {org: targets for org, targets in found.items() if org in knowing or not knowing}
+
+
 # --- running ----------------------------------------------------------------------------
 
 
@@ -242,6 +293,7 @@ class OrganizerOutcome:
     organizer: str
     report: SyncReport | None = None
     error: str | None = None
+    org_id: str = DEFAULT_ORG_ID
 
     @property
     def ok(self) -> bool:
@@ -250,6 +302,7 @@ class OrganizerOutcome:
     def to_json(self) -> dict[str, Any]:
         report = self.report
         return {
+            "org_id": self.org_id,
             "provider": self.provider,
             "organizer": self.organizer,
             "run_id": report.run_id if report else None,
@@ -278,10 +331,13 @@ def sync_organizers(
     Stops between organizers once :func:`request_stop` was called.
     """
     outcomes: list[OrganizerOutcome] = []
+    org = options.org_id
     for provider, organizer in targets:
         if stopping():
             outcomes.append(
-                OrganizerOutcome(provider, organizer, error="not run: the worker is stopping")
+                OrganizerOutcome(
+                    provider, organizer, error="not run: the worker is stopping", org_id=org
+                )
             )
             continue
         on_progress = progress(provider, organizer) if progress is not None else None
@@ -289,16 +345,16 @@ def sync_organizers(
             engine = clients.engine(provider, options, clock=clock)
             report = engine.sync_organizer(organizer, kind=kind, progress=on_progress, since=since)
         except CrmMeetingsError as error:
-            outcomes.append(OrganizerOutcome(provider, organizer, error=str(error)))
+            outcomes.append(OrganizerOutcome(provider, organizer, error=str(error), org_id=org))
             _log.warning(
                 "organizer sync failed", provider=provider, organizer=organizer, error=str(error)
             )
         except Exception as error:  # one organizer's bug must not stop the night
             text = redact(f"{type(error).__name__}: {error}")
-            outcomes.append(OrganizerOutcome(provider, organizer, error=text))
+            outcomes.append(OrganizerOutcome(provider, organizer, error=text, org_id=org))
             _log.exception("organizer sync crashed", provider=provider, organizer=organizer)
         else:
-            outcomes.append(OrganizerOutcome(provider, organizer, report))
+            outcomes.append(OrganizerOutcome(provider, organizer, report, org_id=org))
     return outcomes
 
 
@@ -316,7 +372,8 @@ def run_organizer(
     settings = _load(config_path, env)
     with SyncClients(settings) as clients:
         engine = clients.engine(provider, clients.options(org_id), clock=clock)
-        return OrganizerOutcome(provider, organizer, engine.sync_organizer(organizer, kind=kind))
+        report = engine.sync_organizer(organizer, kind=kind)
+        return OrganizerOutcome(provider, organizer, report, org_id=org_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,11 +407,11 @@ def run_nightly(
     config_path: str | None = None,
     *,
     queue: Queue | None = None,
-    org_id: str = DEFAULT_ORG_ID,
     env: Mapping[str, str] | None = None,
     clock: Clock = _utc_now,
 ) -> NightlyReport:
-    """The nightly job: claim tonight, then sync (or enqueue) every organizer once.
+    """The nightly job: claim tonight, then sync (or enqueue) every organizer of every
+    store org once.
 
     Arguments left out come from :func:`job_defaults` (what the worker was started with).
     """
@@ -373,18 +430,33 @@ def run_nightly(
         if not claimed:
             _log.info("nightly sync already claimed", run_key=key)
             return replace(report, skipped=f"the run of {key} was claimed by another worker")
-        targets = sync_targets(clients.store, enabled_providers(settings), org_id=org_id)
+        if not clients.clients.crms:
+            return replace(report, claimed=True, skipped="no CRM is enabled to write history to")
+        by_org = org_targets(clients, enabled_providers(settings))
+        targets = [target for found in by_org.values() for target in found]
         report = replace(report, claimed=True, targets=tuple(targets))
-        _log.info("nightly sync started", run_key=key, organizers=len(targets), queue=chosen)
+        _log.info(
+            "nightly sync started",
+            run_key=key,
+            orgs=len(by_org),
+            organizers=len(targets),
+            queue=chosen,
+        )
         if chosen == "celery":
             from crm_meetings.sync.celery_app import enqueue_organizers
 
             absolute = str(Path(config_path).resolve()) if config_path else None
-            ids = enqueue_organizers(absolute, org_id, targets)
+            ids = [
+                i for org, found in by_org.items() for i in enqueue_organizers(absolute, org, found)
+            ]
             return replace(report, enqueued=tuple(ids))
-        outcomes = sync_organizers(
-            clients, targets, clients.options(org_id), kind="nightly", clock=clock
-        )
+        outcomes = [
+            outcome
+            for org, found in by_org.items()
+            for outcome in sync_organizers(
+                clients, found, clients.options(org), kind="nightly", clock=clock
+            )
+        ]
     failed = sum(not o.ok for o in outcomes)
     _log.info("nightly sync finished", run_key=key, organizers=len(outcomes), failed=failed)
     return replace(report, outcomes=tuple(outcomes))

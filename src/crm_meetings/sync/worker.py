@@ -5,8 +5,11 @@ nightly job (:func:`~crm_meetings.sync.schedule.schedule_nightly`, ``replace_exi
 a new hour in the config takes effect on restart, the admin page changes it live), and
 delivers the outbox every ``outbox_interval`` seconds, then logs the delivered mail from
 organisation addresses on the enabled CRMs (:func:`crm_meetings.senders.crm_log.log_pending`;
-a CRM that is down only delays its log). Each round also wakes the scheduler,
-so a job another process rescheduled in the shared job store is seen within one round.
+a CRM that is down only delays its log). Each round also finishes the action requests
+whose attempt was interrupted (:func:`crm_meetings.actions.sweep`, e.g. a rep who closed
+the page mid-schedule), and wakes the scheduler, so a job another process rescheduled in
+the shared job store is seen within one round. Mail logs and sweeps run per CRM in the
+store org its data lives under (:func:`crm_meetings.clients.store_org`).
 
 SIGTERM or SIGINT (:func:`run_worker`): the outbox batch under way finishes, a running
 nightly job stops after the organizer it is syncing, the scheduler shuts down, exit 0.
@@ -25,9 +28,9 @@ import structlog
 from apscheduler.schedulers.base import BaseScheduler
 
 from crm_meetings.calendar.outbox import DeliveryReport, SmtpConfig, deliver_pending
+from crm_meetings.clients import Clients, settings_sender, store_orgs
 from crm_meetings.config import Settings
-from crm_meetings.connectors.base import Connector
-from crm_meetings.model import CrmKind
+from crm_meetings.model import Person
 from crm_meetings.store import Store
 from crm_meetings.sync import jobs
 from crm_meetings.sync.schedule import (
@@ -42,6 +45,9 @@ __all__ = ["Companion", "NightlyTime", "Worker", "run_worker"]
 _log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
+#: the sweep's context needs an actor; :func:`~crm_meetings.actions.sweep` acts as each
+#: request's own
+_SWEEPER = Person("crm-meetings-worker@example.com")
 
 
 class Companion(Protocol):
@@ -87,7 +93,7 @@ class Worker:
         self.scheduler: BaseScheduler | None = None
         self._stop = threading.Event()
         self._smtp = SmtpConfig.from_settings(settings.smtp) if settings.smtp.host else None
-        self._connectors: dict[CrmKind, Connector] | None = None  # built on first use
+        self.clients = Clients.from_settings(settings)  # each built on first use
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -139,8 +145,9 @@ class Worker:
         )
 
     def tick(self) -> DeliveryReport | None:
-        """One round: deliver due mail, log what was delivered on the CRMs, then let the
-        scheduler look at its store again."""
+        """One round: finish interrupted action requests, deliver due mail, log what was
+        delivered on the CRMs, then let the scheduler look at its store again."""
+        self.sweep()
         report = None
         if self._smtp is not None:
             try:
@@ -161,25 +168,62 @@ class Worker:
         return report
 
     def log_mail(self) -> None:
-        """Log delivered mail from organisation addresses on the CRMs; failures wait."""
+        """Log delivered mail from organisation addresses on the CRMs, org by org;
+        failures wait for a later round."""
         from crm_meetings.senders.crm_log import log_pending
 
-        try:
-            if self._connectors is None:
-                from crm_meetings.connectors.registry import enabled_connectors
+        for org, crms in store_orgs(self.settings, self.clients.crms).items():
+            try:
+                connectors = {crm: self.clients.connector(crm) for crm in crms}
+                report = log_pending(self.store, connectors, self.clock(), org_id=org)
+            except Exception:  # the next round tries again; the worker stays up
+                _log.exception("logging mail on the CRM failed", org=org)
+                continue
+            if report.attempted:
+                _log.info(
+                    "mail logged on the CRM",
+                    org=org,
+                    logged=len(report.logged),
+                    deferred=len(report.deferred),
+                    failed=len(report.failed),
+                )
 
-                self._connectors = enabled_connectors(self.settings)
-            report = log_pending(self.store, self._connectors, self.clock())
-        except Exception:  # the next round tries again; the worker stays up
-            _log.exception("logging mail on the CRM failed")
-            return
-        if report.attempted:
-            _log.info(
-                "mail logged on the CRM",
-                logged=len(report.logged),
-                deferred=len(report.deferred),
-                failed=len(report.failed),
-            )
+    def sweep(self) -> None:
+        """Finish each CRM's interrupted action requests in its store org, as the rep's
+        retry with the same key would, on the default provider, sending from
+        :func:`~crm_meetings.clients.settings_sender` (``[smtp] from_address``, else the
+        organizer)."""
+        from crm_meetings.actions import ActionContext, sweep
+
+        sender = settings_sender(self.settings)
+        for org, crms in store_orgs(self.settings, self.clients.crms).items():
+            for crm in crms:
+                try:
+                    ctx = ActionContext(
+                        store=self.store,
+                        connector=self.clients.connector(crm),
+                        provider=self.clients.provider(self.clients.default_provider),
+                        actor=_SWEEPER,  # each request is finished as its own actor
+                        sender=sender,
+                        clock=self.clock,
+                        org_id=org,
+                    )
+                    outcomes = sweep(ctx)
+                except Exception:  # the next round tries again; the worker stays up
+                    _log.exception("finishing interrupted actions failed", org=org, crm=crm)
+                    continue
+                for outcome in outcomes:
+                    log = _log.info if outcome.completed else _log.warning
+                    log(
+                        "interrupted action finished"
+                        if outcome.completed
+                        else "interrupted action failed",
+                        org=org,
+                        crm=crm.value,
+                        action=outcome.action.value,
+                        key=outcome.key,
+                        error=outcome.error,
+                    )
 
     def run(self) -> None:
         """Start, tick until :meth:`stop`, then shut down in order."""
@@ -199,8 +243,7 @@ class Worker:
     def close(self) -> None:
         for companion in reversed(self.companions):
             companion.stop()
-        for connector in (self._connectors or {}).values():
-            connector.close()
+        self.clients.close()
         if self.scheduler is not None:
             stop_scheduler(self.scheduler)  # waits for a running nightly job
             self.scheduler = None

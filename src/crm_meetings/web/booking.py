@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from crm_meetings.actions import ActionContext
+from crm_meetings.clients import store_org
 from crm_meetings.commands.rotation import assistant_config
 from crm_meetings.config import Settings
 from crm_meetings.errors import ConflictError, CrmMeetingsError, NotFoundError, ValidationError
@@ -153,15 +154,16 @@ def use_host_contexts(app: FastAPI, contexts: HostContext) -> None:
 def host_contexts(
     settings: Settings, store: Store, clients: Clients, *, clock: Clock
 ) -> HostContext:
-    """Hosts act on the deployment's CRM (the first configured one: one CRM org per
-    deployment, as :func:`~crm_meetings.web.wiring.live_services` says) and its default
-    conferencing provider, sending as the panel's actions do."""
+    """Hosts act on the CRM whose data lives in the booking's org
+    (:func:`~crm_meetings.clients.store_org`; else the first configured one) and the
+    default conferencing provider, sending as the panel's actions do."""
     sender = settings_sender(settings)
 
     def context(org_id: str, host: Person) -> ActionContext:
         if not clients.crms:
             raise BookingUnavailableError("No CRM is configured, so no meeting can be saved.")
-        crm = sorted(clients.crms)[0]
+        crms = sorted(clients.crms)
+        crm = next((c for c in crms if store_org(settings, c) == org_id), crms[0])
         return ActionContext(
             store=store, connector=clients.connector(crm),
             provider=clients.provider(clients.default_provider), actor=host, sender=sender,

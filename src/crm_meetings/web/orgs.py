@@ -9,14 +9,20 @@ portal_id``, ``[zoho] org_id``); while a connected CRM's key is unset, every sig
 caller of that CRM is refused with a message naming the key. A CRM without a connection
 serves the store only (each org sees its own rows; actions answer 503), so its callers
 are not bound.
+
+:meth:`OrgBinding.bind` also hands on the caller under the store org of their CRM's
+connection (:func:`crm_meetings.clients.store_org`: the configured id as the admin wrote
+it, e.g. a Salesforce caller's 18-character id becomes the configured 15), so the web path
+reads and writes where the CLI, the sync and the worker do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
+from crm_meetings.clients import ORG_KEYS, configured_org
 from crm_meetings.config import Settings
 from crm_meetings.connectors.base import CheckResult
 from crm_meetings.errors import PermissionDeniedError
@@ -25,12 +31,6 @@ from crm_meetings.web.auth import CallerContext
 
 __all__ = ["ORG_KEYS", "OrgBinding", "org_checks"]
 
-#: per CRM: the settings key holding its org id, and what the CRM calls an org
-ORG_KEYS: Final[Mapping[CrmKind, tuple[str, str]]] = {
-    CrmKind.SALESFORCE: ("org_id", "Salesforce org"),
-    CrmKind.HUBSPOT: ("portal_id", "HubSpot portal"),
-    CrmKind.ZOHO: ("org_id", "Zoho org"),
-}
 #: per CRM: the ``[web]`` secret its signed requests are checked with
 _WEB_SECRETS: Final[Mapping[CrmKind, str]] = {
     CrmKind.SALESFORCE: "salesforce_canvas_secret",
@@ -56,11 +56,20 @@ class OrgBinding:
     @classmethod
     def from_settings(cls, settings: Settings, connected: Collection[CrmKind]) -> OrgBinding:
         orgs = {}
-        for crm, (key, _) in ORG_KEYS.items():
-            value = getattr(getattr(settings, crm.value), key)
+        for crm in ORG_KEYS:
+            value = configured_org(settings, crm)
             if value is not None:
-                orgs[crm] = str(value)
+                orgs[crm] = value
         return cls(orgs, frozenset(connected))
+
+    def bind(self, caller: CallerContext) -> CallerContext:
+        """:meth:`check` ``caller``, then the same caller in the store org of their CRM's
+        connection (the configured id); an unbound CRM's caller keeps their own org."""
+        self.check(caller)
+        served = self.orgs.get(caller.crm)
+        if served is None or served == caller.org_id:
+            return caller
+        return replace(caller, org_id=served)
 
     def check(self, caller: CallerContext) -> None:
         """Raise 403 unless this installation serves the caller's org on their CRM."""

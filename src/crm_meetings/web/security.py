@@ -21,7 +21,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Final
@@ -205,7 +205,8 @@ class Authenticator:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             principal = self.sessions.read(cookie)
-            self._orgs.check(principal.caller)  # issued before the org was bound
+            # issued before the org was bound, or with the caller's own spelling of it
+            principal = replace(principal, caller=self._orgs.bind(principal.caller))
             if request.method.upper() not in SAFE_METHODS:
                 _check_csrf(principal, headers.get(CSRF_HEADER.lower()))
             return principal
@@ -222,8 +223,7 @@ class Authenticator:
         caller, _ = verify_canvas(
             signed_request, secret.encode(), now=self._clock(), replay=self.replay
         )
-        self._orgs.check(caller)
-        return caller
+        return self._orgs.bind(caller)
 
     def hubspot(self, request: IncomingRequest) -> CallerContext:
         """Verify a HubSpot v3 signature over the URI HubSpot called."""
@@ -251,8 +251,7 @@ class Authenticator:
         caller = CallerContext(
             CrmKind.HUBSPOT, portal, user, email, record, self._hubspot_profile(email)
         )
-        self._orgs.check(caller)
-        return caller
+        return self._orgs.bind(caller)
 
     def _hubspot_profile(self, email: str | None) -> str | None:
         """HubSpot's signed URI names no role: ``[web] hubspot_profiles`` maps the user."""
@@ -266,8 +265,7 @@ class Authenticator:
         caller = verify_widget_token(
             token, lambda _org: secret, now=self._clock(), replay=self.replay
         )
-        self._orgs.check(caller)
-        return caller
+        return self._orgs.bind(caller)
 
     def _api_key(self, key: str) -> Principal:
         digest = hash_api_key(key)
@@ -285,8 +283,7 @@ class Authenticator:
             caller = CallerContext(
                 CrmKind(row.crm), row.org_id, f"api-key:{row.id}", row.actor_email
             )
-        self._orgs.check(caller)
-        return Principal(caller, AuthMethod.API_KEY, admin=True)
+        return Principal(self._orgs.bind(caller), AuthMethod.API_KEY, admin=True)
 
 
 def _check_csrf(principal: Principal, sent: str | None) -> None:

@@ -26,8 +26,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from crm_meetings import clients
 from crm_meetings.actions import ActionContext
-from crm_meetings.calendar.imip import Sender
-from crm_meetings.clients import PROVIDERS
+from crm_meetings.clients import PROVIDERS, settings_sender
 from crm_meetings.commands import Check
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.config import Settings
@@ -48,14 +47,6 @@ class Clients(clients.Clients):
     """The process's clients; a CRM this server has not configured answers 503."""
 
     unavailable = ActionsUnavailableError
-
-
-def settings_sender(settings: Settings) -> Sender | None:
-    """The From of invitations: ``[smtp] from_address`` when set, else the organizer."""
-    smtp = settings.smtp
-    if smtp.from_address is None:
-        return None
-    return Sender(str(smtp.from_address), "crm-meetings", smtp.reply_to and str(smtp.reply_to))
 
 
 class _RecordTypes:
