@@ -32,7 +32,7 @@ from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.connectors.base import Connector
 from crm_meetings.demo.seeded import schedule_seeded
 from crm_meetings.model import CrmKind, Meeting, Person
-from crm_meetings.sandbox.base import FaultPlan
+from crm_meetings.sandbox.base import FaultPlan, Faults, SandboxEnv
 from crm_meetings.sandbox.seed import SeedData, SeedSpec, generate
 from crm_meetings.sandbox.server import Sandbox
 from crm_meetings.store import Store, upgrade
@@ -191,7 +191,13 @@ def sync_world(crm: str, provider: str, n: int) -> Iterator[SyncWorld]:
         store_url = f"sqlite+pysqlite:///{Path(tmp) / 'bench.db'}"
         upgrade(store_url)
         store = Store(store_url)
-        sandbox = Sandbox([crm, provider], seed=spec).start()
+        # The emulators' clock is the sync's "now" (GoTo lists only sessions that have
+        # ended by its clock): set once the seed, and so that "now", is known.
+        at: list[datetime] = []
+        env = SandboxEnv(faults=Faults(spec.seed), clock=lambda: at[0] if at else datetime.now(UTC))
+        sandbox = Sandbox([crm, provider], seed=spec, env=env).start()
+        assert sandbox.data is not None
+        at.append(clock_for(sandbox.data))
         connector = make_connector(crm, sandbox)
         built = make_provider(provider, sandbox)
         try:

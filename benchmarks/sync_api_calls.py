@@ -110,6 +110,8 @@ def measure(crm: str, provider: str, n: int) -> tuple[Workload, Measured]:
             return delta[crm], delta[provider], report.counters.sessions_written
 
         crm_calls, provider_calls, written = run()
+        if written != workload.sessions:  # a count of a partial sync would prove nothing
+            raise RuntimeError(f"{crm}/{provider}: wrote {written} of {workload.sessions}")
         again = run()
         full = run(overlap=engine.options.first_window) if n <= 1_000 else None
     return workload, Measured(
