@@ -447,7 +447,7 @@ class SessionRepository(Repository):
         self, attached: Iterable[tuple[str | None, Iterable[Session]]]
     ) -> UpsertResult:
         """:meth:`upsert_many` for several meetings' sessions at once: one existence check of
-        the meetings, one read of the stored sessions and one flush for all of them."""
+        the meetings, one read of the stored sessions, and new sessions inserted in bulk."""
         wanted: dict[tuple[str, str], tuple[Session, str | None]] = {}
         meeting_ids: set[str] = set()
         for meeting_id, sessions in attached:
@@ -462,20 +462,22 @@ class SessionRepository(Repository):
                 hint="Store the meeting first, or upsert the sessions unmatched (None).",
             )
         existing = self._load(list(wanted))
-        inserted = updated = unchanged = participants = 0
-        for key, (value, meeting_id) in wanted.items():
-            row = existing.get(key)
-            if row is None:
-                row = SessionRow(provider=value.provider, provider_session_id=key[1])
-                self.session.add(row)
-                inserted += 1
-            elif row.meeting_id == meeting_id and _to_session(row) == value:
+        new = [
+            (value, meeting_id)
+            for key, (value, meeting_id) in wanted.items()
+            if key not in existing
+        ]
+        inserted = len(new)
+        updated = unchanged = 0
+        participants = sum(len(value.participants) for value, _ in new)
+        for key, row in existing.items():
+            value, meeting_id = wanted[key]
+            if row.meeting_id == meeting_id and _to_session(row) == value:
                 unchanged += 1
                 continue
-            else:
-                row.participants.clear()
-                self.session.flush()
-                updated += 1
+            row.participants.clear()
+            self.session.flush()
+            updated += 1
             row.provider_meeting_id = value.provider_meeting_id
             row.meeting_id = meeting_id
             row.starts_at = value.start
@@ -483,7 +485,46 @@ class SessionRepository(Repository):
             row.participants.extend(_participant_rows(value))
             participants += len(value.participants)
         self.session.flush()
+        self._insert(new)
         return UpsertResult(inserted, updated, unchanged, participants)
+
+    def _insert(self, new: Sequence[tuple[Session, str | None]]) -> None:
+        """New sessions and their participants in bulk: one multi-row INSERT of sessions
+        (their ids returned) and one of participants, instead of an ORM object per row."""
+        if not new:
+            return
+        returned = self.session.execute(
+            sa.insert(SessionRow).returning(
+                SessionRow.provider, SessionRow.provider_session_id, SessionRow.id
+            ),
+            [
+                {
+                    "provider": value.provider,
+                    "provider_session_id": value.provider_session_id,
+                    "provider_meeting_id": value.provider_meeting_id,
+                    "meeting_id": meeting_id,
+                    "starts_at": value.start,
+                    "ends_at": value.end,
+                }
+                for value, meeting_id in new
+            ],
+        )
+        ids = {(provider, session_id): row_id for provider, session_id, row_id in returned}
+        rows = [
+            {
+                "session_id": ids[(value.provider, value.provider_session_id)],
+                "position": position,
+                "name": p.name,
+                "email": p.email,
+                "join_time": p.join_time,
+                "leave_time": p.leave_time,
+                "attended_seconds": p.attended_seconds,
+            }
+            for value, _ in new
+            for position, p in enumerate(value.participants)
+        ]
+        if rows:
+            self.session.execute(sa.insert(ParticipantRow), rows)
 
     def _stored_meetings(self, meeting_ids: Sequence[str]) -> set[str]:
         """Which of ``meeting_ids`` the store holds."""
