@@ -309,6 +309,32 @@ def test_unmatched_sessions_are_kept_and_can_be_attached_later(
         uow.sessions.upsert_many([session], "no-such-meeting")
 
 
+def test_sessions_of_many_meetings_are_upserted_and_listed_at_once(
+    store: Store, make_meeting: MeetingFactory
+) -> None:
+    one, two, empty = (make_meeting(provider="zoom", provider_meeting_id=p) for p in "123")
+    first, second = _session("uuid-a", "zed", "amy"), _session("uuid-b", "bob")
+    stored = _session("uuid-c", "guest")
+    with store.transaction() as uow:
+        for meeting in (one, two, empty):
+            uow.meetings.add(meeting)
+        uow.sessions.upsert_many([stored], None)
+    longer = dataclasses.replace(stored, end=stored.end + timedelta(minutes=5))
+    with store.transaction() as uow:
+        result = uow.sessions.upsert_attached([(one.id, [first, second]), (two.id, [longer])])
+    assert (result.inserted, result.updated, result.unchanged) == (2, 1, 0)
+    assert result.participants_written == 4
+    with store.transaction() as uow:
+        again = uow.sessions.upsert_attached([(one.id, [second, first]), (two.id, [longer])])
+        listed = uow.sessions.list_for_meetings([one.id, two.id, empty.id])
+        found = uow.meetings.find_by_provider_meetings("zoom", ["1", "3", "nothing", "1"])
+    assert (again.written, again.unchanged) == (0, 3)
+    assert listed == {one.id: [first, second], two.id: [longer], empty.id: []}
+    assert found == {"1": [one], "3": [empty]}
+    with store.transaction() as uow, pytest.raises(NotFoundError, match="no-such-meeting"):
+        uow.sessions.upsert_attached([(one.id, [first]), ("no-such-meeting", [])])
+
+
 # --- checkpoints and runs -------------------------------------------------------------
 
 

@@ -280,11 +280,24 @@ class MeetingRepository(Repository):
         self, provider: str, provider_meeting_id: str, *, org_id: str = DEFAULT_ORG_ID
     ) -> list[Meeting]:
         """Meetings on this conferencing meeting id, by start (recurring ones share one)."""
-        return self._many(
-            MeetingRow.org_id == org_id,
-            MeetingRow.provider == provider,
-            MeetingRow.provider_meeting_id == provider_meeting_id,
-        )
+        found = self.find_by_provider_meetings(provider, [provider_meeting_id], org_id=org_id)
+        return found.get(provider_meeting_id, [])
+
+    def find_by_provider_meetings(
+        self, provider: str, provider_meeting_ids: Iterable[str], *, org_id: str = DEFAULT_ORG_ID
+    ) -> dict[str, list[Meeting]]:
+        """:meth:`find_by_provider_meeting` for many ids at once (one query per 500 ids):
+        conferencing meeting id -> its meetings by start; ids no meeting uses are absent."""
+        found: dict[str, list[Meeting]] = {}
+        for chunk in _chunks(list(dict.fromkeys(provider_meeting_ids))):
+            for meeting in self._many(
+                MeetingRow.org_id == org_id,
+                MeetingRow.provider == provider,
+                MeetingRow.provider_meeting_id.in_(chunk),
+            ):
+                assert meeting.provider_meeting_id is not None  # matched on it
+                found.setdefault(meeting.provider_meeting_id, []).append(meeting)
+        return found
 
     def list_for_record(self, ref: RecordRef, *, org_id: str = DEFAULT_ORG_ID) -> list[Meeting]:
         """Meetings for a CRM record page: related to ``ref``, or inviting it, by start.
@@ -428,27 +441,43 @@ class SessionRepository(Repository):
         A session already stored with the same values is left alone, so replaying a sync
         writes nothing; a changed one is updated and its participants replaced.
         """
-        if meeting_id is not None and self.session.get(MeetingRow, meeting_id) is None:
+        return self.upsert_attached([(meeting_id, sessions)])
+
+    def upsert_attached(
+        self, attached: Iterable[tuple[str | None, Iterable[Session]]]
+    ) -> UpsertResult:
+        """:meth:`upsert_many` for several meetings' sessions at once: one existence check of
+        the meetings, one read of the stored sessions, and new sessions inserted in bulk."""
+        wanted: dict[tuple[str, str], tuple[Session, str | None]] = {}
+        meeting_ids: set[str] = set()
+        for meeting_id, sessions in attached:
+            if meeting_id is not None:
+                meeting_ids.add(meeting_id)
+            for s in sessions:
+                wanted[(s.provider, s.provider_session_id)] = (s, meeting_id)
+        missing = sorted(meeting_ids - self._stored_meetings(sorted(meeting_ids)))
+        if missing:
             raise NotFoundError(
-                f"Cannot attach sessions to meeting {meeting_id}: it does not exist",
+                f"Cannot attach sessions to meeting {missing[0]}: it does not exist",
                 hint="Store the meeting first, or upsert the sessions unmatched (None).",
             )
-        wanted = {(s.provider, s.provider_session_id): s for s in sessions}
         existing = self._load(list(wanted))
-        inserted = updated = unchanged = participants = 0
-        for key, value in wanted.items():
-            row = existing.get(key)
-            if row is None:
-                row = SessionRow(provider=value.provider, provider_session_id=key[1])
-                self.session.add(row)
-                inserted += 1
-            elif row.meeting_id == meeting_id and _to_session(row) == value:
+        new = [
+            (value, meeting_id)
+            for key, (value, meeting_id) in wanted.items()
+            if key not in existing
+        ]
+        inserted = len(new)
+        updated = unchanged = 0
+        participants = sum(len(value.participants) for value, _ in new)
+        for key, row in existing.items():
+            value, meeting_id = wanted[key]
+            if row.meeting_id == meeting_id and _to_session(row) == value:
                 unchanged += 1
                 continue
-            else:
-                row.participants.clear()
-                self.session.flush()
-                updated += 1
+            row.participants.clear()
+            self.session.flush()
+            updated += 1
             row.provider_meeting_id = value.provider_meeting_id
             row.meeting_id = meeting_id
             row.starts_at = value.start
@@ -456,7 +485,55 @@ class SessionRepository(Repository):
             row.participants.extend(_participant_rows(value))
             participants += len(value.participants)
         self.session.flush()
+        self._insert(new)
         return UpsertResult(inserted, updated, unchanged, participants)
+
+    def _insert(self, new: Sequence[tuple[Session, str | None]]) -> None:
+        """New sessions and their participants in bulk: one multi-row INSERT of sessions
+        (their ids returned) and one of participants, instead of an ORM object per row."""
+        if not new:
+            return
+        returned = self.session.execute(
+            sa.insert(SessionRow).returning(
+                SessionRow.provider, SessionRow.provider_session_id, SessionRow.id
+            ),
+            [
+                {
+                    "provider": value.provider,
+                    "provider_session_id": value.provider_session_id,
+                    "provider_meeting_id": value.provider_meeting_id,
+                    "meeting_id": meeting_id,
+                    "starts_at": value.start,
+                    "ends_at": value.end,
+                }
+                for value, meeting_id in new
+            ],
+        )
+        ids = {(provider, session_id): row_id for provider, session_id, row_id in returned}
+        rows = [
+            {
+                "session_id": ids[(value.provider, value.provider_session_id)],
+                "position": position,
+                "name": p.name,
+                "email": p.email,
+                "join_time": p.join_time,
+                "leave_time": p.leave_time,
+                "attended_seconds": p.attended_seconds,
+            }
+            for value, _ in new
+            for position, p in enumerate(value.participants)
+        ]
+        if rows:
+            self.session.execute(sa.insert(ParticipantRow), rows)
+
+    def _stored_meetings(self, meeting_ids: Sequence[str]) -> set[str]:
+        """Which of ``meeting_ids`` the store holds."""
+        found: set[str] = set()
+        for chunk in _chunks(meeting_ids):
+            found.update(
+                self.session.scalars(sa.select(MeetingRow.id).where(MeetingRow.id.in_(chunk)))
+            )
+        return found
 
     def _load(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SessionRow]:
         by_provider: dict[str, list[str]] = {}
@@ -483,6 +560,16 @@ class SessionRepository(Repository):
         """A meeting's sessions, earliest first."""
         return self._many(SessionRow.meeting_id == meeting_id)
 
+    def list_for_meetings(self, meeting_ids: Iterable[str]) -> dict[str, list[Session]]:
+        """:meth:`list_for_meeting` for many meetings at once (one query per 500 ids):
+        meeting id -> its sessions, earliest first (an empty list for a meeting without)."""
+        found: dict[str, list[Session]] = {meeting_id: [] for meeting_id in meeting_ids}
+        for chunk in _chunks(list(found)):
+            for row in self.session.scalars(self._query(SessionRow.meeting_id.in_(chunk))):
+                assert row.meeting_id is not None  # matched on it
+                found[row.meeting_id].append(_to_session(row))
+        return found
+
     def list_for_provider_meeting(self, provider: str, provider_meeting_id: str) -> list[Session]:
         """Every session of one conferencing meeting id, matched or not, earliest first."""
         return self._many(
@@ -490,13 +577,16 @@ class SessionRepository(Repository):
         )
 
     def _many(self, *conditions: sa.ColumnElement[bool]) -> list[Session]:
-        query = (
+        return [_to_session(row) for row in self.session.scalars(self._query(*conditions))]
+
+    @staticmethod
+    def _query(*conditions: sa.ColumnElement[bool]) -> sa.Select[SessionRow]:
+        return (
             sa.select(SessionRow)
             .options(orm.selectinload(SessionRow.participants))
             .where(*conditions)
             .order_by(SessionRow.starts_at, SessionRow.id)
         )
-        return [_to_session(row) for row in self.session.scalars(query)]
 
 
 # --- sync checkpoints and runs --------------------------------------------------------

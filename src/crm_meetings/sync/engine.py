@@ -78,6 +78,10 @@ class _Tally:
 
 Progress = Callable[[int, int], None]  # (done, total) meetings the provider says ran
 
+# listed meetings matched to ours and compared with the store per transaction (two queries
+# for the page instead of two transactions per meeting)
+_PAGE = 100
+
 
 def _checkpoint_object(organizer: str) -> str:
     return f"sessions:{organizer}"
@@ -161,32 +165,53 @@ class HistorySync:
             if not sessions:
                 raise NoSessionExistsError(meeting_id)
             run.tally.meetings_seen += 1
-            self._write(self._changed(meeting, sessions), run)
+            with self.store.transaction() as uow:
+                stored = uow.sessions.list_for_meeting(meeting.id)
+            self._write(_changed(meeting, sessions, stored), run)
             if progress is not None:
                 progress(1, 1)
         return run.report
 
     # --- steps ----------------------------------------------------------------------
 
-    def _match(self, provider_meeting_id: str) -> list[Meeting]:
-        with self.store.transaction() as uow:
-            found = uow.meetings.find_by_provider_meeting(
-                self.provider.name, provider_meeting_id, org_id=self.options.org_id
-            )
-        return [m for m in found if m.crm in self.connectors and m.crm_record_id]
-
     def _collect(
         self, ran: Sequence[RanMeeting], tally: _Tally, progress: Progress | None
     ) -> Iterator[HistoryItem]:
-        """What to write, meeting by meeting, produced lazily: a sync holds one batch at a
-        time in memory, however many meetings ran."""
-        for done, listed in enumerate(ran, 1):
-            yield from self._collect_one(listed, tally)
-            if progress is not None:
-                progress(done, len(ran))
+        """What to write, meeting by meeting, produced lazily: a sync holds one batch and one
+        page of listed meetings at a time in memory, however many meetings ran."""
+        for start in range(0, len(ran), _PAGE):
+            page = ran[start : start + _PAGE]
+            matches, stored = self._lookup(page)
+            for done, listed in enumerate(page, start + 1):
+                yield from self._collect_one(listed, matches.get(listed.id, []), stored, tally)
+                if progress is not None:
+                    progress(done, len(ran))
 
-    def _collect_one(self, listed: RanMeeting, tally: _Tally) -> Iterator[HistoryItem]:
-        matches = self._match(listed.id)
+    def _lookup(
+        self, page: Sequence[RanMeeting]
+    ) -> tuple[dict[str, list[Meeting]], dict[str, list[Session]]]:
+        """Our meetings for a page of listed ones (by provider meeting id, only those in one of
+        our CRMs with their record created) and their stored sessions: one transaction."""
+        with self.store.transaction() as uow:
+            found = uow.meetings.find_by_provider_meetings(
+                self.provider.name, [listed.id for listed in page], org_id=self.options.org_id
+            )
+            matches = {
+                provider_id: [m for m in meetings if m.crm in self.connectors and m.crm_record_id]
+                for provider_id, meetings in found.items()
+            }
+            stored = uow.sessions.list_for_meetings(
+                m.id for meetings in matches.values() for m in meetings
+            )
+        return matches, stored
+
+    def _collect_one(
+        self,
+        listed: RanMeeting,
+        matches: Sequence[Meeting],
+        stored: Mapping[str, Sequence[Session]],
+        tally: _Tally,
+    ) -> Iterator[HistoryItem]:
         if not matches:
             tally.unmatched.append(listed.id)
             return
@@ -199,15 +224,7 @@ class HistorySync:
             return
         for meeting in live:
             tally.meetings_seen += 1
-            yield from self._changed(meeting, sessions)
-
-    def _changed(self, meeting: Meeting, sessions: Sequence[Session]) -> Iterator[HistoryItem]:
-        """The sessions the store does not hold, identical and attached to ``meeting``."""
-        with self.store.transaction() as uow:
-            stored = {s.provider_session_id: s for s in uow.sessions.list_for_meeting(meeting.id)}
-        fresh = tuple(s for s in sessions if stored.get(s.provider_session_id) != s)
-        if fresh:
-            yield HistoryItem(meeting, fresh, earlier=tuple(stored.values()))
+            yield from _changed(meeting, sessions, stored.get(meeting.id, ()))
 
     def _write(self, pending: Iterable[HistoryItem], run: _Run) -> bool:
         """Write batch by batch as batches fill; True when every session was accepted."""
@@ -241,8 +258,8 @@ class HistorySync:
                 if ok:
                     accepted.append((item.meeting, ok))
             with self.store.transaction() as uow:
-                for meeting, sessions in accepted:
-                    uow.sessions.upsert_many(sessions, meeting.id)
+                uow.sessions.upsert_attached((m.id, sessions) for m, sessions in accepted)
+                for _, sessions in accepted:
                     run.tally.sessions_written += len(sessions)
                     run.tally.participants_written += sum(len(s.participants) for s in sessions)
                 if run.run_id is not None:
@@ -253,6 +270,17 @@ class HistorySync:
 
     def _run(self, kind: str, *, organizer: str, meeting_id: str | None = None) -> _Run:
         return _Run(self, kind, organizer, meeting_id)
+
+
+def _changed(
+    meeting: Meeting, sessions: Sequence[Session], stored: Sequence[Session]
+) -> Iterator[HistoryItem]:
+    """The sessions the store does not hold (``stored``: the meeting's sessions there),
+    identical and attached to ``meeting``."""
+    by_id = {s.provider_session_id: s for s in stored}
+    fresh = tuple(s for s in sessions if by_id.get(s.provider_session_id) != s)
+    if fresh:
+        yield HistoryItem(meeting, fresh, earlier=tuple(by_id.values()))
 
 
 def _ok(result: object) -> bool:
