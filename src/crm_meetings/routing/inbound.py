@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -238,6 +239,12 @@ class InboundListener:
         self._controller: Controller | None = None
 
     def start(self) -> None:
+        """Listen; a port another process holds raises ``OSError`` at once (aiosmtpd's own
+        start would only time out after its 5-second ``ready_timeout``)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server
+            probe.bind((self.host, self.port))
         self._controller = Controller(self.handler, hostname=self.host, port=self.port)
         self._controller.start()
 
