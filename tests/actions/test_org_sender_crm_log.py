@@ -58,6 +58,17 @@ def statuses(store: Store) -> list[str]:
         return list(uow.session.scalars(sa.select(MailLogRow.status).order_by(MailLogRow.id)))
 
 
+def delivered_from_the_org_address(
+    ctx: ActionContext, rig: Any, store: Store, clock: Any, config: SmtpConfig
+) -> dict[Any, Any]:
+    """A meeting booked by a rep whose profile may send from the org address, its mail
+    delivered and so due to be logged; the connectors ``log_pending`` takes."""
+    configure(store, ctx.org_id, ["rep"])
+    book(replace(ctx, profile="rep"), rig)
+    deliver_pending(store, config, clock())
+    return {ctx.connector.crm: ctx.connector}
+
+
 def test_logged_once_after_delivery(
     ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp_sink: tuple[SmtpConfig, SmtpSink]
 ) -> None:
@@ -116,11 +127,7 @@ def test_a_crm_outage_delays_the_log_not_the_mail(
 def test_a_crash_after_the_crm_wrote_does_not_log_twice(
     ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp_sink: tuple[SmtpConfig, SmtpSink]
 ) -> None:
-    config, _ = smtp_sink
-    connectors = {ctx.connector.crm: ctx.connector}
-    configure(store, ctx.org_id, ["rep"])
-    book(replace(ctx, profile="rep"), rig)
-    deliver_pending(store, config, clock())
+    connectors = delivered_from_the_org_address(ctx, rig, store, clock, smtp_sink[0])
 
     def crash(boundary: str) -> None:
         raise Crash(boundary)
@@ -149,11 +156,7 @@ REJECTED_FIELD = {"hubspot": ("emails", "hs_email_subject"), "zoho": ("Notes", "
 def test_a_refused_email_fails_with_the_crms_reason_and_is_not_retried(
     ctx: ActionContext, rig: Any, store: Store, clock: Any, smtp_sink: tuple[SmtpConfig, SmtpSink]
 ) -> None:
-    config, _ = smtp_sink
-    connectors = {ctx.connector.crm: ctx.connector}
-    configure(store, ctx.org_id, ["rep"])
-    book(replace(ctx, profile="rep"), rig)
-    deliver_pending(store, config, clock())
+    connectors = delivered_from_the_org_address(ctx, rig, store, clock, smtp_sink[0])
     if rig.crm == "salesforce":
         rig.sandbox.emulator("salesforce").remove("Account", rig.related.record_id)
     else:
