@@ -158,6 +158,31 @@ def test_upsert_with_duplicate_check_fields(zoho: tuple[Sandbox, httpx.Client]) 
     assert events.status_code == 400
 
 
+def test_unique_field_follows_update_delete_and_ignores_case(
+    zoho: tuple[Sandbox, httpx.Client],
+) -> None:
+    """The duplicate check reads an index; it must see every write, as a scan would."""
+    _, client = zoho
+
+    def create(key: str) -> httpx.Response:
+        return client.post("/crm/v8/Events", json={"data": [event(CRM_Meetings_Id=key)]})
+
+    first = create("m-1").json()["data"][0]["details"]["id"]
+    taken = create("M-1").json()["data"][0]
+    assert (taken["code"], taken["details"]["id"]) == ("DUPLICATE_DATA", first)
+    moved = client.put(f"/crm/v8/Events/{first}", json={"data": [{"CRM_Meetings_Id": "m-2"}]})
+    assert moved.json()["data"][0]["status"] == "success"
+    assert create("m-1").json()["data"][0]["status"] == "success"  # the old value is free
+    assert create("m-2").json()["data"][0]["code"] == "DUPLICATE_DATA"
+    assert client.delete("/crm/v8/Events", params={"ids": first}).status_code == 200
+    assert create("m-2").json()["data"][0]["status"] == "success"  # and so is a deleted one's
+    shaped = client.post(
+        "/crm/v8/CRM_Meeting_Sessions/upsert",
+        json={"data": [{"Name": "s", "Provider_Session_Id": {"not": "text"}}]},
+    )
+    assert shaped.json()["data"][0]["code"] == "INVALID_DATA"
+
+
 def test_coql_and_metadata(zoho: tuple[Sandbox, httpx.Client]) -> None:
     box, client = zoho
     account = box.emulator("zoho").records("Accounts")[0]["id"]  # type: ignore[attr-defined]

@@ -190,6 +190,12 @@ class _Reject(Exception):
         self.body = body
 
 
+def _unique_key(value: Any) -> Any:
+    """A unique field's index key: Zoho's unique fields are case-insensitive (the field
+    metadata says ``"casesensitive": "false"``)."""
+    return value.casefold() if isinstance(value, str) else value
+
+
 @dataclass
 class _Store:
     records: dict[str, dict[str, Json]] = field(
@@ -203,6 +209,31 @@ class _Store:
     version: int = 0  # bumped by every insert, update and delete (the sort cache's key)
     # (module, sort_by, descending) -> (version, records in that order)
     orders: dict[tuple[str, str, bool], tuple[int, list[Json]]] = field(default_factory=dict)
+    # (module, unique field) -> value -> record id: the duplicate check without a scan
+    unique: dict[tuple[str, str], dict[Any, str]] = field(
+        default_factory=lambda: {
+            (module, f.api_name): {}
+            for module, fields in _MODULE_FIELDS.items()
+            for f in fields
+            if f.unique
+        }
+    )
+
+    def index(self, module: str, record: Json, values: Json) -> None:
+        """Point the unique-field index at ``record`` for the unique fields ``values`` sets."""
+        for name, value in values.items():
+            held = self.unique.get((module, name))
+            if held is None:
+                continue
+            old = record.get(name)
+            if old not in (None, "") and held.get(_unique_key(old)) == record["id"]:
+                del held[_unique_key(old)]
+            if value not in (None, ""):
+                held[_unique_key(value)] = record["id"]
+
+    def unindex(self, module: str, record: Json) -> None:
+        """Drop a deleted record from the unique-field index."""
+        self.index(module, record, {name: None for (m, name) in self.unique if m == module})
 
     def ordered(self, module: str, sort_by: str, descending: bool) -> list[Json]:
         """The module's records sorted as a list request asks, sorted once per change."""
@@ -764,6 +795,7 @@ class ZohoEmulator:
         self, module: str, record: Json, values: Json, user: Json, *, touch: bool = True
     ) -> None:
         lookups = {f.api_name for f in _MODULE_FIELDS[module] if f.data_type == "lookup"}
+        self._store.index(module, record, values)
         for name, value in values.items():
             if name == "Participants":
                 record[name] = [self._participant(p) for p in value]
@@ -957,9 +989,11 @@ class ZohoEmulator:
         return value
 
     def _find(self, module: str, name: str, value: Any) -> Json | None:
-        if value in (None, ""):
-            return None
-        return next((r for r in self._store.records[module].values() if r.get(name) == value), None)
+        """The record whose unique field ``name`` holds ``value`` (from the index, not a scan)."""
+        if value in (None, "") or isinstance(value, (dict, list)):
+            return None  # nothing to match; the write's own validation rejects the shape
+        record_id = self._store.unique[(module, name)].get(_unique_key(value))
+        return None if record_id is None else self._store.records[module].get(record_id)
 
     def _delete(self, module: str, ids: list[str]) -> Response:
         if not ids:
@@ -982,6 +1016,8 @@ class ZohoEmulator:
         for record_id in ids:
             record = self._store.records[module].pop(record_id, None)
             self._store.version += 1
+            if record is not None:
+                self._store.unindex(module, record)
             if record is None:
                 results.append(
                     {
