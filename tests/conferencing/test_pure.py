@@ -244,11 +244,13 @@ def test_participant_drops_an_address_the_model_refuses() -> None:
 
 
 def test_windows_cut_a_range() -> None:
-    cut = windows(NOW, NOW + timedelta(days=65), 30)
+    cut = windows(NOW, NOW + timedelta(days=65), timedelta(days=30))
     assert [(b - a).days for a, b in cut] == [30, 30, 5]
     assert cut[0][0] == NOW
     assert cut[-1][1] == NOW + timedelta(days=65)
-    assert windows(NOW, NOW, 30) == []
+    assert windows(NOW, NOW, timedelta(days=30)) == []
+    with pytest.raises(ValueError, match="longer than zero"):
+        windows(NOW, NOW + timedelta(days=1), timedelta(0))
 
 
 def test_goto_subject_escapes_and_fits() -> None:

@@ -13,16 +13,18 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.connectors.base import Connector
 from crm_meetings.demo.seeded import schedule_seeded
-from crm_meetings.errors import NoSessionExistsError, RemoteError
+from crm_meetings.errors import ConflictError, NoSessionExistsError, RemoteError
 from crm_meetings.model import CrmKind, Meeting, Person
 from crm_meetings.sandbox.base import FaultPlan
 from crm_meetings.sandbox.seed import SeedData, SeedSpec
 from crm_meetings.sandbox.server import Sandbox
 from crm_meetings.store import Store, SyncRunStatus, upgrade
+from crm_meetings.sync.claims import LeaseRow
 from crm_meetings.sync.engine import HistorySync, SyncOptions
 
 TESTS = Path(__file__).parent.parent
@@ -193,7 +195,7 @@ def test_an_interrupted_run_resumes_to_the_same_state(world: World) -> None:
         failed = uow.runs.list_recent()
         checkpoint = uow.checkpoints.get("default", world.provider_name, f"sessions:{ORGANIZER}")
     assert [r.status for r in failed] == [SyncRunStatus.FAILED]
-    assert checkpoint is None, "the checkpoint only moves once the CRM accepted everything"
+    assert _before_every_session(world, checkpoint), "nothing the CRM refused is passed"
 
     world.sandbox.faults.clear()
     resumed = world.engine().sync_organizer(ORGANIZER)
@@ -269,10 +271,17 @@ def test_a_spent_api_budget_stops_cleanly_and_the_next_run_resumes(world: World)
     assert world.crm_sessions() == []
     with world.store.transaction() as uow:
         cursor = uow.checkpoints.get("default", world.provider_name, f"sessions:{ORGANIZER}")
-    assert cursor is None, "a stopped run leaves the checkpoint where it was"
+    assert _before_every_session(world, cursor), "a stopped run passes nothing unwritten"
     resumed = world.engine().sync_organizer(ORGANIZER)
     assert resumed.status is SyncRunStatus.SUCCEEDED
     assert len(world.crm_sessions()) == world.expected_sessions()
+
+
+def _before_every_session(world: World, checkpoint: str | None) -> bool:
+    """The checkpoint moves window by window (``SyncOptions.chunk``) as each is written:
+    a run that stopped may have passed windows with nothing in them, never a session."""
+    first = min(s.start for m in world.data.meetings for s in m.sessions)
+    return checkpoint is None or datetime.fromisoformat(checkpoint) <= first
 
 
 def _lower_bound(crm: str, data: SeedData) -> int:
@@ -401,3 +410,90 @@ def test_hubspot_keeps_the_meeting_summary_over_every_run(tmp_path: Path) -> Non
         assert datetime.fromisoformat(props["crm_meetings_actual_start"]) == first
         end = datetime.fromisoformat(props["crm_meetings_actual_end"])
         assert end == again + timedelta(minutes=30)
+
+
+@pytest.mark.parametrize("provider_name", ["zoom", "goto"])
+def test_a_long_window_is_listed_and_written_part_by_part(
+    provider_name: str, tmp_path: Path
+) -> None:
+    """Twelve-hour parts over a 60-day window: a meeting's sessions fall in several parts.
+    Zoom lists each part's instances again (the HubSpot summary still counts them all, the
+    earlier parts being stored); GoTo's whole-meeting read is made once per meeting."""
+    with built_world("hubspot", provider_name, 12, tmp_path) as world:
+        assert any(len({s.start.date() for s in m.sessions}) > 1 for m in world.data.meetings), (
+            "some meeting spans parts"
+        )
+        world.sandbox.calls.reset()
+        steps: list[tuple[int, int]] = []
+        report = world.engine(chunk=timedelta(hours=12)).sync_organizer(
+            ORGANIZER, progress=lambda done, total: steps.append((done, total))
+        )
+        assert report.status is SyncRunStatus.SUCCEEDED, report.counters.errors
+        assert report.counters.sessions_written == world.expected_sessions()
+        keys = [row["properties"]["crm_meetings_session_id"] for row in world.crm_sessions()]
+        assert len(keys) == len(set(keys)) == world.expected_sessions()
+        assert all(done <= total for done, total in steps)
+        assert [done for done, _ in steps] == list(range(1, len(steps) + 1))
+        assert steps[-1][0] == steps[-1][1]
+
+        meetings = {m["id"]: m for m in world.sandbox.emulator("hubspot").state()["meetings"]}
+        for seeded, ours in zip(world.data.meetings, world.meetings, strict=True):
+            if seeded.sessions:
+                props = meetings[ours.crm_record_id]["properties"]
+                assert props["crm_meetings_session_count"] == str(len(seeded.sessions))
+        if provider_name == "goto":
+            started = sum(1 for m in world.data.meetings if m.sessions)
+            reads = world.sandbox.calls.count("goto", endpoint="*/attendees")
+            assert reads == started, "each meeting's sessions are read once, in its first part"
+        with world.store.transaction() as uow:
+            cursor = uow.checkpoints.get("default", provider_name, f"sessions:{ORGANIZER}")
+        assert cursor == NOW.isoformat()
+        again = world.engine(chunk=timedelta(hours=12)).sync_organizer(ORGANIZER)
+        assert again.counters.sessions_written == 0
+
+
+def test_a_run_stopped_in_a_later_part_resumes_from_the_last_written_one(
+    tmp_path: Path,
+) -> None:
+    with built_world("zoho", "goto", 12, tmp_path) as world:
+        ran = sum(1 for m in world.data.meetings if m.sessions)
+
+        def die(done: int, total: int) -> None:
+            if done == ran - 1:
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            world.engine(chunk=timedelta(hours=1)).sync_organizer(ORGANIZER, progress=die)
+        with world.store.transaction() as uow:
+            cursor = uow.checkpoints.get("default", "goto", f"sessions:{ORGANIZER}")
+        assert cursor is not None, "the parts written before the stop are checkpointed"
+        last = max(s.start for m in world.data.meetings for s in m.sessions)
+        assert datetime.fromisoformat(cursor) <= last, "the unwritten part is read again"
+        partial = len(world.crm_sessions())
+        assert 0 < partial < world.expected_sessions()
+
+        resumed = world.engine(chunk=timedelta(hours=1)).sync_organizer(ORGANIZER)
+        assert resumed.status is SyncRunStatus.SUCCEEDED
+        keys = [row["Provider_Session_Id"] for row in world.crm_sessions()]
+        assert len(keys) == len(set(keys)) == world.expected_sessions()
+
+
+def test_a_run_that_lost_its_lease_stops_between_parts(tmp_path: Path) -> None:
+    """A part outlasting the lease's TTL lets another run take the organizer; this one must
+    not carry on beside it."""
+    with built_world("zoho", "goto", 12, tmp_path) as world:
+        engine = world.engine(chunk=timedelta(hours=1))
+
+        def taken(done: int, total: int) -> None:
+            if done == 1:
+                with world.store.transaction() as uow:
+                    uow.session.execute(
+                        sa.update(LeaseRow).values(
+                            holder="another run", expires_at=datetime(2100, 1, 1, tzinfo=UTC)
+                        )
+                    )
+
+        with pytest.raises(ConflictError, match="lost its lease"):
+            engine.sync_organizer(ORGANIZER, progress=taken)
+        keys = [row["Provider_Session_Id"] for row in world.crm_sessions()]
+        assert len(keys) == len(set(keys)) < world.expected_sessions()

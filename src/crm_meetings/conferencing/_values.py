@@ -53,12 +53,14 @@ def participant(
     )
 
 
-def windows(since: datetime, until: datetime, days: int) -> list[tuple[datetime, datetime]]:
-    """``[since, until)`` cut into consecutive windows of at most ``days`` days."""
+def windows(since: datetime, until: datetime, span: timedelta) -> list[tuple[datetime, datetime]]:
+    """``[since, until)`` cut into consecutive windows of at most ``span``."""
+    if span <= timedelta(0):
+        raise ValueError(f"a window must last longer than zero, not {span}")
     out: list[tuple[datetime, datetime]] = []
     start = since
     while start < until:
-        end = min(until, start + timedelta(days=days))
+        end = min(until, start + span)
         out.append((start, end))
         start = end
     return out

@@ -231,7 +231,7 @@ class ZoomProvider:
         start and end, so every meeting comes with the instances it had in the window."""
         user = self.user_id(organizer_email)
         found: dict[str, _Listed] = {}
-        for start, end in windows(since, until, REPORT_WINDOW_DAYS):
+        for start, end in windows(since, until, timedelta(days=REPORT_WINDOW_DAYS)):
             # report dates are whole UTC days, both ends inclusive; filter to the instant
             for row in token_pages(self._report_pages(user, start, end), vendor=VENDOR):
                 started = parse_time(row.get("start_time"), "start_time")

@@ -30,11 +30,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from crm_meetings.conferencing._values import windows
 from crm_meetings.conferencing.base import ConferencingProvider, RanMeeting
 from crm_meetings.connectors.base import Connector, HistoryItem, HistoryRun
 from crm_meetings.errors import ConflictError, CrmMeetingsError, NoSessionExistsError
 from crm_meetings.model import CrmKind, Meeting, MeetingStatus, Session
-from crm_meetings.store import DEFAULT_ORG_ID, RunCounters, Store, SyncRunStatus
+from crm_meetings.store import DEFAULT_ORG_ID, RunCounters, Store, SyncRunStatus, UnitOfWork
 from crm_meetings.sync.claims import LeaseRepository
 
 __all__ = [
@@ -56,6 +57,10 @@ class SyncOptions:
     # meeting updates, links) costs little; one batch is what a sync holds in memory
     batch_sessions: int = 1_000
     dry_run: bool = False
+    # a sync lists the provider's meetings this much at a time and writes each part before
+    # listing the next: memory stays one part's worth however long the window (30 days:
+    # Zoom's report window, so Zoom makes no extra reads), and the checkpoint follows
+    chunk: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,24 @@ class _Tally:
     errors: list[str] = field(default_factory=list)
 
 
-Progress = Callable[[int, int], None]  # (done, total) meetings the provider says ran
+# (done, total) meetings the provider says ran; a long sync reads its window in parts, so
+# the total grows as each part is listed
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class _Counted:
+    """Meetings listed and handled so far in a run, reported to its progress callback."""
+
+    progress: Progress | None
+    listed: int = 0
+    done: int = 0
+
+    def step(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.listed)
+
 
 # listed meetings matched to ours and compared with the store per transaction (two queries
 # for the page instead of two transactions per meeting)
@@ -132,19 +154,45 @@ class HistorySync:
                 else now - self.options.first_window
             )
         with self._run(kind, organizer=organizer) as run:
-            ran: dict[str, RanMeeting] = {}  # each meeting once, as first listed
-            for listed in self.provider.meetings_ran(organizer, since, now):
-                ran.setdefault(listed.id, listed)
-            complete = self._write(self._collect(list(ran.values()), run.tally, progress), run)
-            if complete and not self.options.dry_run and not backfill:
-                with self.store.transaction() as uow:
-                    uow.checkpoints.set(
-                        self.options.org_id,
-                        self.provider.name,
-                        _checkpoint_object(organizer),
-                        now.isoformat(),
-                    )
+            complete = True
+            once: set[str] = set()  # meetings listed without instances: read once per run
+            counted = _Counted(progress)
+            for start, end in windows(since, now, self.options.chunk):
+                ran = self._listed(organizer, start, end, once)
+                counted.listed += len(ran)
+                complete &= self._write(self._collect(ran, run.tally, counted), run)
+                if run.stopped:
+                    break
+                # the window is written: a crash or a budget stop after it resumes from here
+                self._advance(run, organizer, end, checkpoint=complete and not backfill)
         return run.report
+
+    def _listed(
+        self, organizer: str, start: datetime, end: datetime, once: set[str]
+    ) -> list[RanMeeting]:
+        """The meetings that ran in ``[start, end)``, each once, as first listed. One listed
+        without its instances (GoTo: its sessions are read whole) and already read in an
+        earlier window of this run is left out; one listed with instances (Zoom) comes
+        again with the window's own."""
+        ran: dict[str, RanMeeting] = {}
+        for listed in self.provider.meetings_ran(organizer, start, end):
+            if listed.id not in once:
+                ran.setdefault(listed.id, listed)
+        once.update(listed.id for listed in ran.values() if not listed.instances)
+        return list(ran.values())
+
+    def _advance(self, run: _Run, organizer: str, end: datetime, *, checkpoint: bool) -> None:
+        """After a window: renew the run's lease (a first sync may outlast its TTL) and,
+        when every window so far was accepted, move the checkpoint to the window's end."""
+        with self.store.transaction() as uow:
+            run.renew(uow)
+            if checkpoint and not self.options.dry_run:
+                uow.checkpoints.set(
+                    self.options.org_id,
+                    self.provider.name,
+                    _checkpoint_object(organizer),
+                    end.isoformat(),
+                )
 
     def sync_meeting(self, meeting_id: str, *, progress: Progress | None = None) -> SyncReport:
         """ "Sync now" for one meeting; a meeting never started answers "No session exists"."""
@@ -175,17 +223,16 @@ class HistorySync:
     # --- steps ----------------------------------------------------------------------
 
     def _collect(
-        self, ran: Sequence[RanMeeting], tally: _Tally, progress: Progress | None
+        self, ran: Sequence[RanMeeting], tally: _Tally, counted: _Counted
     ) -> Iterator[HistoryItem]:
-        """What to write, meeting by meeting, produced lazily: a sync holds one batch and one
-        page of listed meetings at a time in memory, however many meetings ran."""
+        """What to write, meeting by meeting, produced lazily: a sync holds one window's
+        listing, one batch and one page of lookups in memory, however many meetings ran."""
         for start in range(0, len(ran), _PAGE):
             page = ran[start : start + _PAGE]
             matches, stored = self._lookup(page)
-            for done, listed in enumerate(page, start + 1):
+            for listed in page:
                 yield from self._collect_one(listed, matches.get(listed.id, []), stored, tally)
-                if progress is not None:
-                    progress(done, len(ran))
+                counted.step()
 
     def _lookup(
         self, page: Sequence[RanMeeting]
@@ -229,7 +276,7 @@ class HistorySync:
     def _write(self, pending: Iterable[HistoryItem], run: _Run) -> bool:
         """Write batch by batch as batches fill; True when every session was accepted."""
         if self.options.dry_run:
-            run.planned = tuple(pending)
+            run.planned += tuple(pending)
             return True
         complete = True
         for crm, batch in _batches(pending, self.options.batch_sessions):
@@ -240,6 +287,7 @@ class HistorySync:
                     f"{crm.value}: API budget nearly spent ({budget} calls left); "
                     "stopped — the next run resumes from the checkpoint."
                 )
+                run.stopped = True
                 return False
             written = connector.write_history_many(batch, run=run.history)
             results = {r.key: r for r in written}
@@ -322,6 +370,7 @@ class _Run:
         self.tally = _Tally()
         self.history = HistoryRun(checked=True)  # _changed compared every session with the store
         self.planned: tuple[HistoryItem, ...] = ()
+        self.stopped = False  # the CRM's API budget ran low: no further window is read
         self.run_id: int | None = None
         self.holder = uuid.uuid4().hex
         self.lease = f"sync:{engine.options.org_id}:{engine.provider.name}:{organizer}"
@@ -347,6 +396,17 @@ class _Run:
                     meeting_id=self.meeting_id,
                 )
         return self
+
+    def renew(self, uow: UnitOfWork) -> None:
+        """Keep the lease while the run lasts; another holder took it only if it expired."""
+        if not uow.repository(LeaseRepository).acquire(
+            self.lease, self.holder, self.engine.options.lease_ttl
+        ):
+            raise ConflictError(
+                f"The history sync for {self.organizer} lost its lease to another run "
+                f"(one part took longer than {self.engine.options.lease_ttl}).",
+                hint="Nothing is lost: the other run carries on from this one's checkpoint.",
+            )
 
     def _calls(self) -> Counter[tuple[str, str]]:
         counts: Counter[tuple[str, str]] = Counter()
