@@ -28,8 +28,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy src
 
 # pytest exits 5 when it collected no tests; make treats every non-zero exit as a failure.
+# The tests run on one pytest-xdist worker per CPU (PYTEST_WORKERS=0: in this process).
+PYTEST_WORKERS ?= auto
 pytest: $(STAMP) browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 # The browser tests drive Debian's chromium (Playwright with executable_path; no downloads).
 browser:

@@ -14,6 +14,7 @@ import itertools
 import os
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
 from crm_meetings.calendar.outbox import SmtpConfig
+from crm_meetings.commands import console, err_console
 from crm_meetings.model import (
     CrmKind,
     Invitee,
@@ -37,6 +39,12 @@ from crm_meetings.model import (
     new_meeting,
 )
 from crm_meetings.store import Store, default_sqlite_url, upgrade
+
+# rich reads COLUMNS once, when a Console is made: the CLI's consoles are made when
+# crm_meetings.commands is first imported, which under pytest-xdist can happen outside any
+# CliRunner(env={"COLUMNS": ...}). The in-process CLI tests get one wide width instead.
+for _console in (console, err_console):
+    _console.width = 250
 
 POSTGRES_ENV = "TEST_POSTGRES_URL"
 POSTGRES_ROLES = ("postgres", "root")
@@ -309,3 +317,55 @@ def smtp_sink() -> Iterator[tuple[SmtpConfig, SmtpSink]]:
         yield SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=5), sink
     finally:
         controller.stop()
+
+
+# --- the reliability suite's tally ---------------------------------------------------------
+# Tests add what they saw to TALLY (kill points survived, duplicates, lost and double-sent
+# invitations); pytest_terminal_summary prints
+# ``reliability: crash_points=N faults=N bad_inputs=N lost=N duplicated=N`` (faults: the
+# injected faults the emulators answered, every kind) and lines of details. The counters are
+# only ever non-zero on a failing run: each test asserts its own zeros as well.
+
+TALLY: Counter[str] = Counter()
+WORKER_KEY = "reliability_tally"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist each worker hands its tally to the controller, which prints."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output[WORKER_KEY] = dict(TALLY)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    TALLY.update(getattr(node, "workeroutput", {}).get(WORKER_KEY, {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not TALLY:
+        return
+    duplicated = TALLY["duplicates"] + TALLY["double_sent"]
+    bad_inputs = TALLY["bad_inputs_refused"] + TALLY["bad_inputs_escaped"]
+    terminalreporter.write_line(
+        f"reliability: crash_points={TALLY['kill_points']} faults={TALLY['faults']} "
+        f"bad_inputs={bad_inputs} lost={TALLY['lost']} duplicated={duplicated}"
+    )
+    kinds = ("rate_limited", "server_error", "expired_token", "dropped", "timed_out")
+    terminalreporter.write_line(
+        "reliability faults answered: "
+        + ", ".join(f"{kind}={TALLY[f'fault_{kind}']}" for kind in kinds)
+        + f"; {TALLY['fault_retries']} failed attempts repeated by the rep"
+    )
+    terminalreporter.write_line(
+        f"reliability details: {TALLY['fault_runs']} fault runs; {TALLY['bad_inputs_refused']} "
+        f"bad inputs refused, {TALLY['bad_inputs_escaped']} escaped; "
+        f"{TALLY['provider_orphans']} provider meetings orphaned in the documented window; "
+        f"{TALLY['redelivered_same_message_id']} mails re-sent by a killed sender "
+        "(same Message-ID, the outbox's documented bound)"
+    )
+
+
+@pytest.fixture
+def tally() -> Counter[str]:
+    return TALLY
