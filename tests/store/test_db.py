@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from crm_meetings.errors import StoreError
 from crm_meetings.store import Store, create_engine, default_sqlite_url, describe, ping, upgrade
 from crm_meetings.store.db import normalize_url
+from crm_meetings.store.tables import CheckpointRow
 
 UNREACHABLE = "postgresql://crm:s3cret-Pa55word@127.0.0.1:1/crm_prod"
 
@@ -136,3 +138,47 @@ def test_unreachable_postgresql_skips_but_fails_under_ci(ci: str, outcome: str) 
     assert "PostgreSQL is not available to the tests" in result.stdout
     assert "127.0.0.1:1" in result.stdout
     assert result.returncode == (1 if ci else 0)
+
+
+def test_a_read_only_unit_of_work_neither_waits_for_a_writer_nor_blocks_it(store: Store) -> None:
+    """On SQLite ``transaction()`` takes the write lock at BEGIN; ``reading()`` must not, or
+    every page read queues behind every write (and behind the other reads)."""
+    with store.transaction() as uow:
+        uow.checkpoints.set("default", "zoom", "cursor", "before")
+    seen: list[str | None] = []
+    done = threading.Event()
+
+    def read() -> None:
+        with store.reading() as uow:
+            seen.append(uow.checkpoints.get("default", "zoom", "cursor"))
+        done.set()
+
+    with store.transaction() as uow:
+        uow.checkpoints.set("default", "zoom", "cursor", "after")
+        uow.flush()
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert done.wait(10), "the reader waited for the writer's lock"
+    reader.join()
+    assert seen == ["before"], "a reader sees the last committed state"
+    with store.reading() as uow:
+        assert uow.checkpoints.get("default", "zoom", "cursor") == "after"
+
+
+def test_a_read_only_unit_of_work_refuses_writes(store: Store) -> None:
+    refused = pytest.raises(StoreError, match=r"read-only .* tried to write")
+    with refused as statement, store.reading() as uow:
+        uow.checkpoints.set("default", "zoom", "cursor", "x")
+    assert "Store.transaction()" in (statement.value.hint or "")
+    with pytest.raises(StoreError, match="tried to write"), store.reading() as uow:
+        uow.session.add(
+            CheckpointRow(
+                org_id="default",
+                source="zoom",
+                object_name="o",
+                cursor="x",
+                updated_at=store.clock(),
+            )
+        )
+    with store.reading() as uow:
+        assert uow.checkpoints.list_for_org() == []

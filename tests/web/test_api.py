@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import icalendar
@@ -231,6 +231,29 @@ def test_api_key_authenticates_and_is_stored_hashed(web: Web) -> None:
         assert row is not None
         assert key not in (row.key_hash, row.prefix)
         assert row.last_used_at is not None
+
+
+def test_api_key_last_use_is_kept_to_the_minute_not_written_per_request(web: Web) -> None:
+    """Each write takes the store's write lock: a read with a key writes at most once a minute."""
+    key_id, key = _new_key(web)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def used(set_to: timedelta | None = None) -> datetime:
+        with web.store.transaction() as uow:
+            row = uow.session.get(ApiKeyRow, key_id)
+            assert row is not None
+            assert row.last_used_at is not None
+            if set_to is not None:
+                row.last_used_at -= set_to
+            return row.last_used_at
+
+    assert web.client.get("/api/v1/me", headers=headers).status_code == 200
+    recent = used(set_to=timedelta(seconds=30))
+    assert web.client.get("/api/v1/me", headers=headers).status_code == 200
+    assert used() == recent, "used 30 s ago: not written again"
+    stale = used(set_to=timedelta(minutes=2))
+    assert web.client.get("/api/v1/me", headers=headers).status_code == 200
+    assert used() > stale, "used over a minute ago: brought up to date"
 
 
 def test_revoked_api_key_is_401(web: Web) -> None:

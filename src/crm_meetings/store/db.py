@@ -34,6 +34,8 @@ __all__ = [
 
 DEFAULT_DB_FILENAME: Final = "crm-meetings.db"
 BUSY_TIMEOUT_SECONDS: Final = 30
+#: the execution option (and session info key) of a read-only unit of work
+READ_ONLY_OPTION: Final = "crm_meetings_read_only"
 _UNDEFINED_TABLE: Final = "42P01"  # PostgreSQL SQLSTATE undefined_table
 _UPGRADE_HINT: Final = "Run `crm-meetings db upgrade` to create or update the tables."
 
@@ -127,7 +129,9 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
     def _on_begin(connection: Connection) -> None:
         # IMMEDIATE takes the write lock up front: a second writer waits (busy timeout)
         # and then reads fresh rows, instead of failing on a snapshot it cannot upgrade.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only unit of work (Store.reading) takes no lock: WAL readers never wait.
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -8,12 +8,18 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import TypeVar
 
-from sqlalchemy import orm
+from sqlalchemy import event, orm
 from sqlalchemy.engine import Engine
 
 from crm_meetings.errors import StoreError
 from crm_meetings.store import migrate
-from crm_meetings.store.db import create_engine, describe, ping, translate_errors
+from crm_meetings.store.db import (
+    READ_ONLY_OPTION,
+    create_engine,
+    describe,
+    ping,
+    translate_errors,
+)
 from crm_meetings.store.repositories import (
     CheckpointRepository,
     Clock,
@@ -27,6 +33,26 @@ from crm_meetings.store.repositories import (
 __all__ = ["Store", "UnitOfWork"]
 
 R = TypeVar("R", bound=Repository)
+
+
+def _read_only_refusal() -> StoreError:
+    return StoreError(
+        "A read-only unit of work (Store.reading) tried to write",
+        hint="Use Store.transaction() for a unit of work that changes rows.",
+    )
+
+
+@event.listens_for(orm.Session, "before_flush")
+def _refuse_flushes(session: orm.Session, flush_context: object, instances: object) -> None:
+    if session.info.get(READ_ONLY_OPTION) and (session.new or session.dirty or session.deleted):
+        raise _read_only_refusal()
+
+
+@event.listens_for(orm.Session, "do_orm_execute")
+def _refuse_statements(state: orm.ORMExecuteState) -> None:
+    writes = state.is_insert or state.is_update or state.is_delete
+    if writes and state.session.info.get(READ_ONLY_OPTION):
+        raise _read_only_refusal()
 
 
 class UnitOfWork:
@@ -81,6 +107,11 @@ class Store:
         self.clock = clock
         self.engine: Engine = create_engine(url, echo=echo)
         self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = orm.sessionmaker(
+            self.engine.execution_options(**{READ_ONLY_OPTION: True}),
+            expire_on_commit=False,
+            info={READ_ONLY_OPTION: True},
+        )
         self._open: ContextVar[bool] = ContextVar(f"store-{id(self)}-open", default=False)
 
     def __repr__(self) -> str:
@@ -96,6 +127,19 @@ class Store:
         """One transaction. Opening a second inside the first (same thread or task) is an
         error: on SQLite it would wait for the first's write lock until the busy timeout.
         """
+        with self._begin(self._sessions) as uow:
+            yield uow
+
+    @contextmanager
+    def reading(self) -> Iterator[UnitOfWork]:
+        """A transaction that only reads. On SQLite it takes no write lock (``BEGIN``, not
+        ``BEGIN IMMEDIATE``): readers never wait for each other or for a writer (WAL), so a
+        page of reads is not queued behind every request. A write in it is an error."""
+        with self._begin(self._readers) as uow:
+            yield uow
+
+    @contextmanager
+    def _begin(self, sessions: orm.sessionmaker[orm.Session]) -> Iterator[UnitOfWork]:
         if self._open.get():
             raise StoreError(
                 f"A transaction on {self.description} is already open here",
@@ -103,7 +147,7 @@ class Store:
             )
         token = self._open.set(True)
         try:
-            with translate_errors(self.engine.url), self._sessions.begin() as session:
+            with translate_errors(self.engine.url), sessions.begin() as session:
                 yield UnitOfWork(session, self.clock)
         finally:
             self._open.reset(token)

@@ -82,7 +82,7 @@ def record_meetings(
 ) -> list[MeetingOut]:
     """The meetings of one CRM record (related to it or inviting it), by start."""
     ref = RecordRef(object_type, record_id)
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         meetings = uow.meetings.list_for_record(ref, org_id=caller.org_id)
     return [MeetingOut.of(m) for m in meetings]
 
@@ -90,14 +90,14 @@ def record_meetings(
 @router.get("/meetings/{meeting_id}", response_model=MeetingDetail, tags=["meetings"])
 def read_meeting(meeting_id: MeetingId, caller: Caller, state: State) -> MeetingDetail:
     """One meeting with its sessions and their participants."""
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         meeting = data.meeting_in_org(uow, caller.org_id, meeting_id)
         sessions = uow.sessions.list_for_meeting(meeting.id)
     return MeetingDetail.with_sessions(meeting, sessions)
 
 
 def _meeting(state: WebState, caller: Principal, meeting_id: str) -> Meeting:
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         return data.meeting_in_org(uow, caller.org_id, meeting_id)
 
 
@@ -133,7 +133,7 @@ def _synced(state: WebState, caller: Principal, meeting: Meeting) -> list[Sessio
     """The meeting's sessions after syncing it (none when it never ran)."""
     sync = state.services.sync_meeting
     if sync is None:
-        with state.store.transaction() as uow:
+        with state.store.reading() as uow:
             return uow.sessions.list_for_meeting(meeting.id)
     try:
         return list(sync(caller.caller, meeting))
@@ -175,7 +175,7 @@ def sync_my_meetings(caller: Caller, state: State) -> MySyncOut:
 @router.get("/runs", response_model=list[RunOut], tags=["sync"])
 def runs(caller: Caller, state: State, limit: Limit = 20) -> list[RunOut]:
     """The org's latest sync runs, newest first."""
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         found = uow.runs.list_recent(limit, org_id=caller.org_id)
     return [RunOut.of(run) for run in found]
 
@@ -185,17 +185,16 @@ def runs(caller: Caller, state: State, limit: Limit = 20) -> list[RunOut]:
 
 def record_types_for(state: WebState, caller: Principal) -> list[RecordTypeOut]:
     """Every record type of the caller's CRM, marked visible unless the admin hid it."""
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         hidden = set(
             (data.get_preference(uow, caller.org_id, data.HIDDEN_RECORD_TYPES) or {}).get(
                 "hidden", []
             )
         )
-        known = (
-            list(state.services.record_types(caller.caller))
-            if state.services.record_types is not None
-            else data.stored_record_types(uow, caller.org_id)
-        )
+        from_crm = state.services.record_types
+        stored = data.stored_record_types(uow, caller.org_id) if from_crm is None else []
+    # the CRM's own list is read outside any database transaction
+    known = list(from_crm(caller.caller)) if from_crm is not None else stored
     return [RecordTypeOut(id=t.id, name=t.name, visible=t.id not in hidden) for t in known]
 
 
@@ -223,7 +222,7 @@ def health(caller: Caller, state: State) -> list[CheckOut]:
 
 def current_schedule(state: WebState) -> SyncScheduleOut:
     """The nightly sync time: the admin's saved choice, else the settings."""
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         saved = data.get_preference(uow, data.DEPLOYMENT, data.SYNC_SCHEDULE) or {}
     sync = state.settings.sync
     hour = int(saved.get("hour", sync.hour))
@@ -306,7 +305,7 @@ def outbox(
 ) -> list[OutboxOut]:
     """The org's queued, sent and failed mail, newest first."""
     caller.require_admin()
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         rows = data.outbox_for_org(uow, caller.org_id, status=status, limit=limit)
         return [OutboxOut.of(row) for row in rows]
 
@@ -334,7 +333,7 @@ def _key_out(row: ApiKeyRow) -> dict[str, object]:
 @router.get("/admin/api-keys", response_model=list[ApiKeyOut], tags=["admin"])
 def api_keys(caller: Caller, state: State) -> list[ApiKeyOut]:
     caller.require_admin()
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         return [
             ApiKeyOut.model_validate(_key_out(r)) for r in data.list_api_keys(uow, caller.org_id)
         ]

@@ -69,7 +69,7 @@ ScopeQuery = Annotated[Scope, Query(description="mine: people you met or mailed;
 def contacts(caller: Caller, state: State, scope: ScopeQuery = Scope.MINE) -> list[ContactOut]:
     """Your contacts (``scope=mine``) or the firm's (``scope=firm``)."""
     user = caller.actor().email if scope is Scope.MINE else None
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         found = uow.repository(ContactRepository).contacts(caller.org_id, user=user)
     return [ContactOut.of(c) for c in found]
 
@@ -86,7 +86,7 @@ def companies(
 ) -> list[CompanyOut]:
     """Companies by e-mail domain and from the CRM, with type and relationship partner."""
     user = caller.actor().email
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         found = uow.repository(ContactRepository).companies(
             caller.org_id, user=user, scope=scope, type=type, saved=filter
         )

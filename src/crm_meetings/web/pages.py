@@ -122,10 +122,10 @@ def panel(request: Request, caller: Caller, state: State) -> Response:
     record = caller.caller.record
     meetings: list[Meeting] = []
     sessions: dict[str, list[Session]] = {}
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         if record is not None:
             meetings = uow.meetings.list_for_record(record, org_id=caller.org_id)
-            sessions = {m.id: uow.sessions.list_for_meeting(m.id) for m in meetings}
+            sessions = uow.sessions.list_for_meetings(m.id for m in meetings)
     context: dict[str, Any] = {
         "caller": caller,
         "record": record,
@@ -142,7 +142,7 @@ def panel(request: Request, caller: Caller, state: State) -> Response:
 def admin(request: Request, caller: Caller, state: State) -> Response:
     """Connections, the nightly sync time, last runs, the outbox and record types."""
     caller.require_admin()
-    with state.store.transaction() as uow:
+    with state.store.reading() as uow:
         runs = [RunOut.of(r) for r in uow.runs.list_recent(10, org_id=caller.org_id)]
         outbox = [
             OutboxOut.of(row)
