@@ -12,18 +12,15 @@ sandbox the same way. ``BENCH_QUICK=1`` selects the quick sizes.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import ssl
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +32,7 @@ from crm_meetings.model import CrmKind, Meeting, Person
 from crm_meetings.sandbox.base import FaultPlan, Faults, SandboxEnv
 from crm_meetings.sandbox.seed import SeedData, SeedSpec, generate
 from crm_meetings.sandbox.server import Sandbox
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import Store, upgrade
 from crm_meetings.sync.engine import HistorySync, SyncOptions
 
@@ -57,17 +55,9 @@ def sizes(full: Sequence[int], small: Sequence[int]) -> tuple[int, ...]:
     return tuple(small if quick() else full)
 
 
-@cache
 def harness_module(relative: str) -> ModuleType:
-    path = REPO / "tests" / relative
-    name = "bench_" + relative.replace("/", "_").removesuffix(".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """A test helper file (``relative`` to ``tests/``), loaded once."""
+    return load_module(REPO / "tests" / relative)
 
 
 def make_connector(crm: str, sandbox: Any) -> Connector:

@@ -9,14 +9,11 @@ token's organizer, so the GoTo token is issued to that user).
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,23 +25,13 @@ from crm_meetings.errors import NotFoundError
 from crm_meetings.model import MeetingStatus, Person, RecordRef
 from crm_meetings.sandbox.base import FaultKind, FaultPlan
 from crm_meetings.sandbox.server import Sandbox
-from crm_meetings.sandbox.testing import SandboxFactory, sandbox_factory  # noqa: F401
+from crm_meetings.sandbox.testing import SandboxFactory, load_module, sandbox_factory  # noqa: F401
 from crm_meetings.store import Store, upgrade
 
 TESTS = Path(__file__).parent.parent
 
 
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-providers = _load(TESTS / "conferencing" / "conftest.py", "actions_providers")
+providers = load_module(TESTS / "conferencing" / "conftest.py")
 ORGANIZER = Person(providers.SEED_ORGANIZER, "Ada Lovelace")
 CRMS = sorted(p.stem.removeprefix("harness_") for p in (TESTS / "contract").glob("harness_*.py"))
 RIGS = [*(f"{crm}-zoom" for crm in CRMS), *(["hubspot-goto"] if "hubspot" in CRMS else [])]
@@ -68,7 +55,7 @@ class Rig:
     of what each emulator holds."""
 
     def __init__(self, crm: str, provider: str, box: Sandbox, *, timeout: float = 10.0) -> None:
-        harness = _load(TESTS / "contract" / f"harness_{crm}.py", f"actions_harness_{crm}")
+        harness = load_module(TESTS / "contract" / f"harness_{crm}.py")
         self.name = f"{crm}-{provider}"
         self.crm = crm
         self.provider_vendor = provider

@@ -7,8 +7,6 @@ every test runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,22 +25,11 @@ from crm_meetings.actions import (
 from crm_meetings.errors import ConflictError, NotFoundError
 from crm_meetings.model import MeetingStatus, Person
 from crm_meetings.routing.rotations import BookingState, RotationRepository
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import DEFAULT_ORG_ID, Store
 
-
-def _suite() -> Any:
-    """The action suite's helpers (crash hooks, the outbox reader, the request builder)."""
-    path = Path(__file__).with_name("test_actions.py")
-    spec = importlib.util.spec_from_file_location("rotation_booking_suite", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-suite = _suite()
+#: the action suite's helpers (crash hooks, the outbox reader, the request builder)
+suite = load_module(Path(__file__).with_name("test_actions.py"), "rotation_booking_suite")
 Crash, crash_at, outbox, stored_count = (
     suite.Crash,
     suite.crash_at,

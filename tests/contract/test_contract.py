@@ -13,7 +13,6 @@ A new connector passes by implementing the protocol and adding its harness.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -39,22 +38,14 @@ from crm_meetings.model import (
 from crm_meetings.sandbox.base import FaultKind, FaultPlan
 from crm_meetings.sandbox.seed import SeedSpec
 from crm_meetings.sandbox.server import Sandbox
+from crm_meetings.sandbox.testing import load_module
 
 HERE = Path(__file__).parent
 START = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 CRM_OF = {"salesforce": CrmKind.SALESFORCE, "hubspot": CrmKind.HUBSPOT, "zoho": CrmKind.ZOHO}
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"contract_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HARNESSES = {m.VENDOR: m for m in map(_load, sorted(HERE.glob("harness_*.py")))}
+HARNESSES = {m.VENDOR: m for m in map(load_module, sorted(HERE.glob("harness_*.py")))}
 
 
 def test_every_crm_has_a_harness() -> None:

@@ -19,7 +19,6 @@ it go on; at the end it writes ``done {json}``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -34,17 +33,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
+from crm_meetings.sandbox.testing import load_module
+
 TESTS = Path(__file__).resolve().parent.parent
-
-
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -81,8 +72,10 @@ PROVIDERS: dict[str, ModuleType] = {}
 def preload() -> None:
     """Everything a worker imports, imported once in the server before any fork."""
     for crm in ("salesforce", "hubspot", "zoho"):
-        HARNESSES[crm] = _load(TESTS / "contract" / f"harness_{crm}.py", f"child_harness_{crm}")
-    PROVIDERS["all"] = _load(TESTS / "conferencing" / "conftest.py", "child_providers")
+        HARNESSES[crm] = load_module(
+            TESTS / "contract" / f"harness_{crm}.py", f"child_harness_{crm}"
+        )
+    PROVIDERS["all"] = load_module(TESTS / "conferencing" / "conftest.py", "child_providers")
     import smtplib  # noqa: F401
 
     import sqlalchemy.orm

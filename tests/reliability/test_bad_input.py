@@ -12,14 +12,11 @@ with ``UnauthenticatedError``, nothing else); a valid request twice (refused the
 from __future__ import annotations
 
 import base64
-import importlib.util
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import compat32
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -29,6 +26,7 @@ from hypothesis import strategies as st
 from crm_meetings.calendar import ics, imip
 from crm_meetings.errors import UnauthenticatedError, ValidationError
 from crm_meetings.model import Invitee, Meeting, Person, new_meeting
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.web.auth import (
     ReplayGuard,
     hubspot_v3_signature,
@@ -41,18 +39,8 @@ from crm_meetings.web.auth import (
 TESTS = Path(__file__).parent.parent
 
 
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-escaping = _load(TESTS / "calendar" / "test_escaping.py", "reliability_escaping")
-auth = _load(TESTS / "web" / "test_auth.py", "reliability_auth")
+escaping = load_module(TESTS / "calendar" / "test_escaping.py")
+auth = load_module(TESTS / "web" / "test_auth.py")
 NOW = escaping.NOW
 FUZZ = settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -13,7 +13,6 @@ mid-transaction. ``RELIABILITY_KILL_POINTS`` (default 110) sets how many, half f
 from __future__ import annotations
 
 import email
-import importlib.util
 import json
 import math
 import os
@@ -27,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -37,7 +35,7 @@ from aiosmtpd.controller import Controller
 from crm_meetings.actions import ActionContext, schedule, sweep
 from crm_meetings.calendar.outbox import SmtpConfig, deliver_pending
 from crm_meetings.calendar.outbox_table import OutboxMessageRow
-from crm_meetings.sandbox.testing import SandboxFactory
+from crm_meetings.sandbox.testing import SandboxFactory, load_module
 from crm_meetings.store import Store, upgrade
 
 TESTS = Path(__file__).parent.parent
@@ -46,18 +44,8 @@ KILL_POINTS = int(os.environ.get("RELIABILITY_KILL_POINTS", "110"))
 SEED = int(os.environ.get("RELIABILITY_SEED", "20261123"))
 
 
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sync_world = _load(TESTS / "sync" / "test_engine.py", "reliability_sync_world")
-providers = _load(TESTS / "conferencing" / "conftest.py", "reliability_providers")
+sync_world = load_module(TESTS / "sync" / "test_engine.py", "reliability_sync_world")
+providers = load_module(TESTS / "conferencing" / "conftest.py")
 
 _SESSION_FIELD = {
     "salesforce": lambda row: row["Provider_Session_Id__c"],
@@ -280,8 +268,8 @@ def test_the_sync_killed_anywhere_then_rerun_writes_every_session_exactly_once(
 
 # --- schedule ---------------------------------------------------------------------------
 
-actions_rigs = _load(TESTS / "actions" / "conftest.py", "reliability_actions_rigs")
-actions_suite = _load(TESTS / "actions" / "test_actions.py", "reliability_actions_suite")
+actions_rigs = load_module(TESTS / "actions" / "conftest.py", "reliability_actions_rigs")
+actions_suite = load_module(TESTS / "actions" / "test_actions.py", "reliability_actions_suite")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 #: each rig on a backend; PostgreSQL ones skip (or fail with CI=true) without the server
 SCHEDULE_RIGS = [

@@ -11,13 +11,10 @@ own); the clean life cycle's mail is what ``tests/actions``' life-cycle test exp
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
@@ -35,21 +32,10 @@ from crm_meetings.errors import RemoteError
 from crm_meetings.model import MeetingStatus
 from crm_meetings.sandbox.base import FaultKind, FaultPlan
 from crm_meetings.sandbox.middleware import DROPPED, TIMED_OUT
-from crm_meetings.sandbox.testing import SandboxFactory
+from crm_meetings.sandbox.testing import SandboxFactory, load_module
 from crm_meetings.store import Store, SyncRunStatus, upgrade
 
-
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-crash = _load(Path(__file__).parent / "test_crash.py", "reliability_faults_crash")
+crash = load_module(Path(__file__).parent / "test_crash.py", "reliability_faults_crash")
 #: the clients' read timeout in these tests; a timed-out answer is held twice as long
 READ_TIMEOUT = 0.5
 #: 5 % each of 429, 503, dropped connections and timeouts at random, and the first call

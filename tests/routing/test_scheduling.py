@@ -3,17 +3,14 @@ through a real SMTP listener, on Salesforce and Zoom emulators, SQLite and Postg
 
 from __future__ import annotations
 
-import importlib.util
 import smtplib
 import socket
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,7 +25,7 @@ from crm_meetings.routing.inbound import InboundHandler, InboundListener
 from crm_meetings.routing.requests import AssistantConfig, TrustRepository
 from crm_meetings.routing.scheduling import HostContext, read_choice
 from crm_meetings.sandbox.server import Sandbox
-from crm_meetings.sandbox.testing import SandboxFactory, sandbox_factory  # noqa: F401
+from crm_meetings.sandbox.testing import SandboxFactory, load_module, sandbox_factory  # noqa: F401
 from crm_meetings.store import Store
 
 TESTS = Path(__file__).parent.parent
@@ -41,18 +38,8 @@ CONFIG = AssistantConfig(
 )
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"routing_{path.parent.name}_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-SALESFORCE = _load(TESTS / "contract" / "harness_salesforce.py")
-PROVIDERS = _load(TESTS / "conferencing" / "conftest.py")
+SALESFORCE = load_module(TESTS / "contract" / "harness_salesforce.py")
+PROVIDERS = load_module(TESTS / "conferencing" / "conftest.py")
 
 
 def test_a_reply_is_read_for_the_offered_time_it_names() -> None:

@@ -6,7 +6,6 @@ Without Redis the test skips, unless ``CI=true``: then it fails.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -14,29 +13,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import redis
 
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import SyncRunStatus
 from crm_meetings.sync.celery_app import BROKER_ENV, QUEUE_ENV, create_app
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"sync_celery_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-W = _load(Path(__file__).with_name("test_jobs_world.py"))
+W = load_module(Path(__file__).with_name("test_jobs_world.py"))
 
 
 @pytest.fixture(scope="module")

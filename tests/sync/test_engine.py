@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -23,6 +20,7 @@ from crm_meetings.model import CrmKind, Meeting, Person
 from crm_meetings.sandbox.base import FaultPlan
 from crm_meetings.sandbox.seed import SeedData, SeedSpec
 from crm_meetings.sandbox.server import Sandbox
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import Store, SyncRunStatus, upgrade
 from crm_meetings.sync.claims import LeaseRow
 from crm_meetings.sync.engine import HistorySync, SyncOptions
@@ -38,18 +36,10 @@ SESSION_STATE = {
 CRMS = {"salesforce": CrmKind.SALESFORCE, "hubspot": CrmKind.HUBSPOT, "zoho": CrmKind.ZOHO}
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"sync_{path.parent.name}_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-HARNESSES = {m.VENDOR: m for m in map(_load, sorted((TESTS / "contract").glob("harness_*.py")))}
-PROVIDERS = _load(TESTS / "conferencing" / "conftest.py")
+HARNESSES = {
+    m.VENDOR: m for m in map(load_module, sorted((TESTS / "contract").glob("harness_*.py")))
+}
+PROVIDERS = load_module(TESTS / "conferencing" / "conftest.py")
 
 
 @dataclasses.dataclass

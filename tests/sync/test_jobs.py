@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from crm_meetings.model import Person
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import SyncRunStatus
 from crm_meetings.sync.jobs import run_nightly, run_organizer
 
-
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"sync_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-W = _load(Path(__file__).with_name("test_jobs_world.py"))
+W = load_module(Path(__file__).with_name("test_jobs_world.py"))
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ the worker's web app (``[hubspot] portal_id`` set; its meetings live under it)."
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import socket
 import subprocess
@@ -12,7 +11,6 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -25,6 +23,7 @@ from crm_meetings.conferencing.factory import from_settings
 from crm_meetings.config import load_settings
 from crm_meetings.connectors.registry import build_connector
 from crm_meetings.model import CrmKind, Invitee, Person
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import DEFAULT_ORG_ID, Store
 from crm_meetings.store.tables import MeetingRow
 from crm_meetings.sync.jobs import run_nightly
@@ -35,17 +34,7 @@ PORTAL = "4242"
 PORTAL_ENV = {"CRM_MEETINGS_HUBSPOT__PORTAL_ID": PORTAL}
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"org_identity_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-W = _load(Path(__file__).with_name("test_jobs_world.py"))
+W = load_module(Path(__file__).with_name("test_jobs_world.py"))
 
 
 @pytest.fixture

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from crm_meetings.sandbox.testing import load_module
+
 MODULE = "crm_meetings.commands.sync"
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"sync_cli_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-W = _load(Path(__file__).with_name("test_jobs_world.py"))
+W = load_module(Path(__file__).with_name("test_jobs_world.py"))
 
 
 @pytest.fixture

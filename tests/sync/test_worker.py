@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import smtplib
 import socket
@@ -13,7 +12,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,23 +20,14 @@ import sqlalchemy as sa
 
 from crm_meetings.calendar.outbox_table import OutboxMessageRow
 from crm_meetings.routing.requests import RequestStatus, TrustRepository
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import DEFAULT_ORG_ID, Store, create_engine
 from crm_meetings.sync.schedule import JOBS_TABLE, NIGHTLY_JOB_ID
 
 MODULE = "crm_meetings.commands.worker"
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"sync_worker_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-W = _load(Path(__file__).with_name("test_jobs_world.py"))
+W = load_module(Path(__file__).with_name("test_jobs_world.py"))
 
 
 @pytest.fixture

@@ -14,17 +14,14 @@ import email
 import email.policy
 import hashlib
 import hmac
-import importlib.util
 import json
 import secrets
 import socket
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import icalendar
@@ -37,6 +34,7 @@ from crm_meetings.config import SalesforceSettings, Settings, WebSettings
 from crm_meetings.model import CrmKind, RecordRef
 from crm_meetings.sandbox.seed import SeedSpec
 from crm_meetings.sandbox.server import Sandbox
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import Store
 from crm_meetings.web.app import create_app
 from crm_meetings.web.auth import hubspot_v3_signature, sign_widget_token
@@ -158,21 +156,10 @@ def crm(clock: Clock) -> Crm:
     return Crm(clock)
 
 
-def _load(path: Path) -> ModuleType:
-    """A test helper module of another suite (harnesses are files, not packages)."""
-    spec = importlib.util.spec_from_file_location(f"web_{path.parent.name}_{path.stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 TESTS = Path(__file__).parent.parent
-SALESFORCE = _load(TESTS / "contract" / "harness_salesforce.py")
-PROVIDERS = _load(TESTS / "conferencing" / "conftest.py")
-ORG_SENDER = _load(TESTS / "actions" / "test_org_sender.py")
+SALESFORCE = load_module(TESTS / "contract" / "harness_salesforce.py")
+PROVIDERS = load_module(TESTS / "conferencing" / "conftest.py")
+ORG_SENDER = load_module(TESTS / "actions" / "test_org_sender.py")
 STACK_SEED = SeedSpec(seed=8, meetings=6, organizers=1, records=2, provider="zoom")
 
 
