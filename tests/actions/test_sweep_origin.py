@@ -40,9 +40,12 @@ from crm_meetings.calendar.imip import Sender
 from crm_meetings.calendar.outbox import SmtpConfig, deliver_pending
 from crm_meetings.conferencing import ConferencingProvider
 from crm_meetings.conferencing._values import iso_z
+from crm_meetings.config import load_settings
 from crm_meetings.model import MeetingStatus
+from crm_meetings.sandbox.server import Sandbox
 from crm_meetings.sandbox.testing import SandboxFactory
 from crm_meetings.store import Store
+from crm_meetings.sync.worker import Worker
 
 HERE = Path(__file__).parent
 ROBOT = Sender("robot@acme.example", "crm-meetings")  # the worker's [smtp] from_address
@@ -67,6 +70,7 @@ senders = _load(HERE / "test_org_sender.py", "sweep_origin_senders")
 class World:
     zoom: Any  # a Rig: HubSpot with Zoom, the default provider
     goto: Any  # a Rig on the same sandbox: HubSpot with GoTo, the rep's choice
+    sandbox: Sandbox
     sweeper: ActionContext  # the worker's context: Zoom, sending from ROBOT
     rep: ActionContext  # the rep's: GoTo, no sender named (the organizer)
     clock: Any
@@ -93,7 +97,7 @@ def world(
     )
     rep = replace(sweeper, connector=goto.connector, provider=goto.provider, sender=None)
     try:
-        yield World(zoom, goto, sweeper, rep, clock)
+        yield World(zoom, goto, box, sweeper, rep, clock)
     finally:
         goto.close()
         zoom.close()
@@ -273,3 +277,67 @@ def test_a_state_saved_before_the_origin_was_kept_sweeps_as_before(
     smtp, sink = smtp_sink
     expected = ROBOT.address if saved == "before" else rigs.ORGANIZER.email
     assert invitation_froms(store, smtp, sink, clock) == {expected}
+
+
+# --- the worker ---------------------------------------------------------------------------
+
+
+def config(world: World, store_url: str, path: Path, *, goto: bool) -> Path:
+    """HubSpot, Zoom (the first provider: the default) and GoTo, on the world's sandbox."""
+    box, ca = world.sandbox, world.sandbox.ca_path
+    hubspot, zoom, goto_url = box.url("hubspot"), box.url("zoom"), box.url("goto")
+    path.write_text(
+        f"""
+[store]
+url = "{store_url}"
+
+[hubspot]
+enabled = true
+base_url = "{hubspot}"
+client_id = "sandbox-client"
+client_secret = "sandbox-secret"
+refresh_token = "{box.refresh_token("hubspot")}"
+ca_bundle = "{ca}"
+
+[zoom]
+enabled = true
+base_url = "{zoom}/v2"
+token_url = "{zoom}/oauth/token"
+account_id = "sandbox-account"
+client_id = "sandbox-client"
+client_secret = "{box.refresh_token("zoom")}"
+ca_bundle = "{ca}"
+
+[goto]
+enabled = {str(goto).lower()}
+base_url = "{goto_url}"
+token_url = "{goto_url}/oauth/token"
+client_id = "sandbox-client"
+client_secret = "sandbox-secret"
+refresh_token = "{box.refresh_token("goto", subject=rigs.providers.SEED_ORGANIZER)}"
+ca_bundle = "{ca}"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_the_worker_finishes_a_schedule_on_the_provider_the_rep_used(
+    world: World, store: Store, store_url: str, tmp_path: Path
+) -> None:
+    """``Worker.sweep`` offers every enabled provider: a GoTo schedule waits while GoTo is
+    disabled, and is finished on GoTo (not Zoom, the default) once it is enabled."""
+    request = interrupted_schedule(world, world.rep, "claimed")
+    for goto in (False, True):
+        settings = load_settings(config(world, store_url, tmp_path / "w.toml", goto=goto), env={})
+        worker = Worker(settings, clock=world.clock)
+        try:
+            worker.sweep()
+        finally:
+            worker.close()
+        status = suite.ledger_status(store, world.sweeper, request.idempotency_key)
+        assert status is (LedgerStatus.SUCCEEDED if goto else LedgerStatus.PENDING)
+    meeting = the_meeting(world.sweeper)
+    assert meeting.provider == "goto"
+    assert world.goto.live() == [meeting.provider_meeting_id]
+    assert world.zoom.provider_ids() == []
