@@ -49,7 +49,10 @@ count back in their commit, once (a cancelled meeting deleted later is not given
 twice). So a crash leaves either both or neither, and a repeat with the same key replays.
 
 Pending requests. :func:`sweep` (for the worker) finishes every pending request whose
-attempt is over, as its rep's retry would, and reports each outcome.
+attempt is over, as its rep's retry would, and reports each outcome. A request's progress
+keeps what its attempt acted with (the conferencing provider's name, the actor's profile,
+the sender named), and the sweeper finishes it with the same: a request whose provider is
+not configured any more stays pending, its outcome saying so.
 
 Permissions. ``ctx.authorize`` (default :func:`organizer_or_admin`) says who may act on a
 meeting; ``ctx.related`` (default :func:`related_records_visible`) says whether the

@@ -28,7 +28,7 @@ from crm_meetings.actions.ledger import ActionLedger, LedgerEntry, LedgerStatus
 from crm_meetings.actions.requests import EditRequest, MeetingRequest, ScheduleRequest, ViewRequest
 from crm_meetings.calendar.ics import add_to_calendar as calendar_file
 from crm_meetings.calendar.ics import plan_edit, plan_new
-from crm_meetings.calendar.imip import compose
+from crm_meetings.calendar.imip import Sender, compose
 from crm_meetings.calendar.invitation import invitation_text
 from crm_meetings.calendar.outbox import Outbox
 from crm_meetings.conferencing.base import ConferencingProvider, ProviderMeeting
@@ -71,10 +71,51 @@ _PROVIDER_FIELDS: Final = frozenset({"subject", "start", "end", "timezone", "des
 # --- progress of one request ------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """What the rep's attempt acted with, so that the sweeper finishes it alike: the
+    conferencing provider's name (``None``: the request used none), the actor's profile
+    and the sender its context named (``None``: the organizer; see
+    :meth:`ActionContext.sender_for`)."""
+
+    provider: str | None
+    profile: str | None
+    sender: Sender | None
+
+    @classmethod
+    def of(cls, ctx: ActionContext) -> _Origin:
+        provider = None if ctx.provider is None else ctx.provider.name
+        return cls(provider, ctx.profile, ctx.sender)
+
+    def to_json(self) -> dict[str, Any]:
+        sender = self.sender
+        return {
+            "provider": self.provider,
+            "profile": self.profile,
+            "sender": None
+            if sender is None
+            else {"address": sender.address, "name": sender.name, "reply_to": sender.reply_to},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> _Origin:
+        sender = data["sender"]
+        return cls(
+            provider=data["provider"],
+            profile=data["profile"],
+            sender=None
+            if sender is None
+            else Sender(sender["address"], sender["name"], sender["reply_to"]),
+        )
+
+
 @dataclass(slots=True)
 class _Progress:
     """A claimed request: the meeting before (``None`` for schedule) and after, and the
-    steps done or started. Saved as the ledger's ``state`` after every step."""
+    steps done or started. Saved as the ledger's ``state`` after every step.
+
+    ``origin`` is what the latest attempt acted with (``None`` in states saved before it
+    was kept: the sweeper then finishes them with its own context, as it used to)."""
 
     old: Meeting | None
     new: Meeting
@@ -83,6 +124,7 @@ class _Progress:
     dial_in: str | None = None
     warnings: list[str] = field(default_factory=list)
     rotation: str | None = None  # schedule: the rotation whose member hosts the meeting
+    origin: _Origin | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,11 +135,13 @@ class _Progress:
             "dial_in": self.dial_in,
             "warnings": list(self.warnings),
             "rotation": self.rotation,
+            "origin": None if self.origin is None else self.origin.to_json(),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> _Progress:
         old = data["old"]
+        origin = data.get("origin")
         return cls(
             old=None if old is None else meeting_from_json(old),
             new=meeting_from_json(data["new"]),
@@ -106,6 +150,7 @@ class _Progress:
             dial_in=data["dial_in"],
             warnings=list(data["warnings"]),
             rotation=data.get("rotation"),
+            origin=None if origin is None else _Origin.from_json(origin),
         )
 
 
@@ -198,7 +243,9 @@ class SweepOutcome:
     error: str | None = None
 
 
-def sweep(ctx: ActionContext) -> list[SweepOutcome]:
+def sweep(
+    ctx: ActionContext, providers: Mapping[str, ConferencingProvider] | None = None
+) -> list[SweepOutcome]:
     """Finish the org's pending requests on ``ctx``'s CRM whose attempt is over.
 
     A request is pending after a reported failure (its lease released) or a crash (its
@@ -207,7 +254,17 @@ def sweep(ctx: ActionContext) -> list[SweepOutcome]:
     done steps before it, as in an attempt (so a provider meeting is not left behind).
     Requests still leased, or for another CRM, are left alone. For the worker: call it
     periodically with one context per CRM connection.
+
+    Each request is finished with what its attempt acted with: the conferencing provider
+    of that name among ``providers`` (every provider the deployment configures, by name;
+    ``ctx.provider`` counts as one of them; ``None``: only ``ctx.provider``), the actor's
+    profile and the sender it named. A request whose provider is not among them stays
+    pending, untouched, and its outcome says so. A request saved before these were kept
+    is finished with ``ctx``'s provider, profile and sender.
     """
+    available = dict(providers or {})
+    if ctx.provider is not None:
+        available.setdefault(ctx.provider.name, ctx.provider)
     with _ledger(ctx) as ledger:
         entries = ledger.pending(ctx.org_id)
     outcomes: list[SweepOutcome] = []
@@ -219,16 +276,40 @@ def sweep(ctx: ActionContext) -> list[SweepOutcome]:
         if progress.new.crm is not ctx.connector.crm:
             continue
         kind = ActionKind(entry.action)
+        acting = dataclasses.replace(ctx, actor=Person(entry.actor))
+        origin = progress.origin
+        if origin is not None:
+            if origin.provider is not None and origin.provider not in available:
+                error = _provider_missing(kind, entry.key, origin.provider, available)
+                outcomes.append(SweepOutcome(entry.key, kind, False, error))
+                continue
+            acting = dataclasses.replace(
+                acting,
+                provider=None if origin.provider is None else available[origin.provider],
+                profile=origin.profile,
+                sender=origin.sender,
+            )
         try:
             with _ledger(ctx) as ledger:
                 ledger.take(ctx.org_id, entry.key, lease_until=now + ctx.lease)
-            acting = dataclasses.replace(ctx, actor=Person(entry.actor))
             _advance(acting, kind, entry.key, progress, earlier=frozenset(progress.attempted))
         except Exception as error:  # reported per request; the others still run
             outcomes.append(SweepOutcome(entry.key, kind, False, _describe(error)))
         else:
             outcomes.append(SweepOutcome(entry.key, kind, True))
     return outcomes
+
+
+def _provider_missing(
+    kind: ActionKind, key: str, name: str, available: Mapping[str, ConferencingProvider]
+) -> str:
+    configured = ", ".join(sorted(available)) or "none"
+    return (
+        f"The {kind.value} request with idempotency key {key} was started on conferencing "
+        f"provider {name!r}, which is not configured here (configured: {configured}); it "
+        f"stays pending and nothing was done on another provider. Enable [{name}] again "
+        "(enabled = true and its credentials) so that the worker finishes it there."
+    )
 
 
 def find_meeting(ctx: ActionContext, meeting: str) -> Meeting:
@@ -521,9 +602,11 @@ def _mutate(
             ledger.take(ctx.org_id, key, lease_until=ctx.clock() + ctx.lease)
     if entry is not None:
         resumed = _Progress.from_json(entry.state)
+        resumed.origin = _Origin.of(ctx)  # this retry acts with its own context
         return _advance(ctx, kind, key, resumed, earlier=frozenset(resumed.attempted))
     decided = decide()
     if isinstance(decided, _Progress):
+        decided.origin = _Origin.of(ctx)
         # the first remote step is recorded as started by the claim itself
         first = _steps(ctx, kind, decided)[:1]
         decided.attempted.extend(step.name for step in first)

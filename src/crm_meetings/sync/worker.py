@@ -29,6 +29,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from crm_meetings.calendar.outbox import DeliveryReport, SmtpConfig, deliver_pending
 from crm_meetings.clients import Clients, settings_sender, store_orgs
+from crm_meetings.conferencing.base import ConferencingProvider
 from crm_meetings.config import Settings
 from crm_meetings.model import Person
 from crm_meetings.store import Store
@@ -190,12 +191,15 @@ class Worker:
 
     def sweep(self) -> None:
         """Finish each CRM's interrupted action requests in its store org, as the rep's
-        retry with the same key would, on the default provider, sending from
-        :func:`~crm_meetings.clients.settings_sender` (``[smtp] from_address``, else the
-        organizer)."""
+        retry with the same key would: on the conferencing provider the request used
+        (every enabled provider is offered; one no longer enabled leaves its request
+        pending, logged), sending as its rep did (their profile's organisation address, the
+        sender they named, else the organizer). Requests saved before these were recorded
+        use the default provider and :func:`~crm_meetings.clients.settings_sender`."""
         from crm_meetings.actions import ActionContext, sweep
 
         sender = settings_sender(self.settings)
+        providers = self._providers()
         for org, crms in store_orgs(self.settings, self.clients.crms).items():
             for crm in crms:
                 try:
@@ -208,7 +212,7 @@ class Worker:
                         clock=self.clock,
                         org_id=org,
                     )
-                    outcomes = sweep(ctx)
+                    outcomes = sweep(ctx, providers)
                 except Exception:  # the next round tries again; the worker stays up
                     _log.exception("finishing interrupted actions failed", org=org, crm=crm)
                     continue
@@ -224,6 +228,20 @@ class Worker:
                         key=outcome.key,
                         error=outcome.error,
                     )
+
+    def _providers(self) -> dict[str, ConferencingProvider]:
+        """Every enabled provider that builds; one that does not is logged and left out
+        (its requests stay pending, each outcome saying so)."""
+        built: dict[str, ConferencingProvider] = {}
+        for name in self.clients.providers:
+            try:
+                provider = self.clients.provider(name)
+            except Exception:  # the next round tries again; the other providers still serve
+                _log.exception("building a conferencing provider failed", provider=name)
+                continue
+            if provider is not None:
+                built[name] = provider
+        return built
 
     def run(self) -> None:
         """Start, tick until :meth:`stop`, then shut down in order."""
