@@ -4,9 +4,10 @@ For one organizer (nightly, or "sync my meetings") or one meeting ("sync now"):
 
 1. take a lease per (org, provider, organizer), so a manual and the nightly sync never
    work on the same organizer at once;
-2. ask the provider which meetings ran since the checkpoint, less an overlap window, and
-   read their sessions (handing each listed meeting back, so that the provider reads only
-   what its listing lacked);
+2. ask the provider which meetings ran since the checkpoint, less an overlap window (a
+   long window part by part, ``SyncOptions.chunk`` at a time), and read their sessions
+   (handing each listed meeting back, so that the provider reads only what its listing
+   lacked);
 3. match each to our meeting by provider meeting id (meetings scheduled elsewhere are
    counted as unmatched and reported); tombstoned (deleted) meetings are ignored;
 4. keep only sessions that are new or changed compared with the store — a second run
@@ -16,8 +17,10 @@ For one organizer (nightly, or "sync my meetings") or one meeting ("sync now"):
    the store and shares its lookups); after each batch, record the accepted sessions in
    the store in one transaction (so a crash between batches resumes where it stopped, and
    upserts keyed by session id never duplicate);
-6. advance the checkpoint only when every batch was accepted; stop cleanly, with a
-   resumable checkpoint, when the CRM's API budget runs low.
+6. after each part, renew the lease and, while every batch so far was accepted, advance
+   the checkpoint to the end of the last part whose sessions are all written (batches
+   carry over from part to part, so parts cost no partly filled calls); stop cleanly,
+   with a resumable checkpoint, when the CRM's API budget runs low.
 
 Every run is a row in ``sync_runs`` with its counters, API calls and errors.
 """
@@ -154,17 +157,26 @@ class HistorySync:
                 else now - self.options.first_window
             )
         with self._run(kind, organizer=organizer) as run:
-            complete = True
             once: set[str] = set()  # meetings listed without instances: read once per run
             counted = _Counted(progress)
-            for start, end in windows(since, now, self.options.chunk):
+            writer = _Writer(self, run)
+            parts = windows(since, now, self.options.chunk)
+            for index, (start, end) in enumerate(parts):
                 ran = self._listed(organizer, start, end, once)
                 counted.listed += len(ran)
-                complete &= self._write(self._collect(ran, run.tally, counted), run)
+                writer.add(self._collect(ran, run.tally, counted), part=index)
+                if index == len(parts) - 1:
+                    writer.flush()
                 if run.stopped:
                     break
-                # the window is written: a crash or a budget stop after it resumes from here
-                self._advance(run, organizer, end, checkpoint=complete and not backfill)
+                # a crash or a budget stop after this resumes from the last written part
+                written = writer.written_through(index)
+                self._advance(
+                    run,
+                    organizer,
+                    None if written is None else parts[written][1],
+                    checkpoint=writer.complete and not backfill,
+                )
         return run.report
 
     def _listed(
@@ -181,12 +193,16 @@ class HistorySync:
         once.update(listed.id for listed in ran.values() if not listed.instances)
         return list(ran.values())
 
-    def _advance(self, run: _Run, organizer: str, end: datetime, *, checkpoint: bool) -> None:
-        """After a window: renew the run's lease (a first sync may outlast its TTL) and,
-        when every window so far was accepted, move the checkpoint to the window's end."""
+    def _advance(
+        self, run: _Run, organizer: str, end: datetime | None, *, checkpoint: bool
+    ) -> None:
+        """After a part: renew the run's lease (a first sync may outlast its TTL) and, when
+        every session so far was accepted, move the checkpoint to the end of the last part
+        whose sessions are all written (``end``; a part's last batch may wait for the next
+        part's sessions to fill it)."""
         with self.store.transaction() as uow:
             run.renew(uow)
-            if checkpoint and not self.options.dry_run:
+            if checkpoint and end is not None and not self.options.dry_run:
                 uow.checkpoints.set(
                     self.options.org_id,
                     self.provider.name,
@@ -215,7 +231,9 @@ class HistorySync:
             run.tally.meetings_seen += 1
             with self.store.transaction() as uow:
                 stored = uow.sessions.list_for_meeting(meeting.id)
-            self._write(_changed(meeting, sessions, stored), run)
+            writer = _Writer(self, run)
+            writer.add(_changed(meeting, sessions, stored), part=0)
+            writer.flush()
             if progress is not None:
                 progress(1, 1)
         return run.report
@@ -273,45 +291,42 @@ class HistorySync:
             tally.meetings_seen += 1
             yield from _changed(meeting, sessions, stored.get(meeting.id, ()))
 
-    def _write(self, pending: Iterable[HistoryItem], run: _Run) -> bool:
-        """Write batch by batch as batches fill; True when every session was accepted."""
-        if self.options.dry_run:
-            run.planned += tuple(pending)
-            return True
+    def _write_batch(self, crm: CrmKind, batch: Sequence[HistoryItem], run: _Run) -> bool:
+        """Write one batch, then record what the CRM accepted in the store (one transaction);
+        True when every session was accepted. A low API budget stops the run instead."""
+        connector = self.connectors[crm]
+        budget = connector.budget().remaining
+        if budget is not None and budget < self.options.min_budget:
+            run.tally.errors.append(
+                f"{crm.value}: API budget nearly spent ({budget} calls left); "
+                "stopped — the next run resumes from the checkpoint."
+            )
+            run.stopped = True
+            return False
         complete = True
-        for crm, batch in _batches(pending, self.options.batch_sessions):
-            connector = self.connectors[crm]
-            budget = connector.budget().remaining
-            if budget is not None and budget < self.options.min_budget:
-                run.tally.errors.append(
-                    f"{crm.value}: API budget nearly spent ({budget} calls left); "
-                    "stopped — the next run resumes from the checkpoint."
-                )
-                run.stopped = True
-                return False
-            written = connector.write_history_many(batch, run=run.history)
-            results = {r.key: r for r in written}
-            accepted: list[tuple[Meeting, list[Session]]] = []
-            for item in batch:
-                ok = [s for s in item.sessions if _ok(results.get(s.provider_session_id))]
-                for session in item.sessions:
-                    result = results.get(session.provider_session_id)
-                    if not _ok(result):
-                        complete = False
-                        error = result.error if result is not None else None
-                        run.tally.errors.append(
-                            f"session {session.provider_session_id}: "
-                            + (str(error) if error else "no result from the CRM")
-                        )
-                if ok:
-                    accepted.append((item.meeting, ok))
-            with self.store.transaction() as uow:
-                uow.sessions.upsert_attached((m.id, sessions) for m, sessions in accepted)
-                for _, sessions in accepted:
-                    run.tally.sessions_written += len(sessions)
-                    run.tally.participants_written += sum(len(s.participants) for s in sessions)
-                if run.run_id is not None:
-                    uow.runs.progress(run.run_id, run.counters())
+        written = connector.write_history_many(batch, run=run.history)
+        results = {r.key: r for r in written}
+        accepted: list[tuple[Meeting, list[Session]]] = []
+        for item in batch:
+            ok = [s for s in item.sessions if _ok(results.get(s.provider_session_id))]
+            for session in item.sessions:
+                result = results.get(session.provider_session_id)
+                if not _ok(result):
+                    complete = False
+                    error = result.error if result is not None else None
+                    run.tally.errors.append(
+                        f"session {session.provider_session_id}: "
+                        + (str(error) if error else "no result from the CRM")
+                    )
+            if ok:
+                accepted.append((item.meeting, ok))
+        with self.store.transaction() as uow:
+            uow.sessions.upsert_attached((m.id, sessions) for m, sessions in accepted)
+            for _, sessions in accepted:
+                run.tally.sessions_written += len(sessions)
+                run.tally.participants_written += sum(len(s.participants) for s in sessions)
+            if run.run_id is not None:
+                uow.runs.progress(run.run_id, run.counters())
         return complete
 
     # --- run bookkeeping ------------------------------------------------------------
@@ -335,26 +350,88 @@ def _ok(result: object) -> bool:
     return result is not None and bool(getattr(result, "ok", False))
 
 
-def _batches(
-    items: Iterable[HistoryItem], limit: int
-) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
+class _Batcher:
     """Per CRM, batches of at most ``limit`` sessions (a meeting's sessions stay together;
-    one with more goes alone), each handed on as soon as it is full (each CRM's own limit
-    is honoured again inside its connector)."""
-    batches: dict[CrmKind, list[HistoryItem]] = {}
-    sizes: dict[CrmKind, int] = {}
-    for item in items:
+    one with more goes alone), each handed on as soon as it is full. Batches carry over
+    from one part of a run to the next, so a part does not end in a partly filled call;
+    a meeting listed again (Zoom lists each part's own instances) while its earlier item
+    still waits joins that item, so a CRM sees each meeting once per batch (each CRM's own
+    limit is honoured again inside its connector)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: dict[CrmKind, dict[str, HistoryItem]] = {}  # by meeting id, in order
+        self._sizes: dict[CrmKind, int] = {}
+        self._parts: dict[CrmKind, int] = {}  # the oldest part with an item waiting
+
+    def add(self, item: HistoryItem, part: int) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
         crm = item.meeting.crm
-        batch = batches.setdefault(crm, [])
-        if batch and sizes[crm] + len(item.sessions) > limit:
-            yield crm, batch
-            batch = batches[crm] = []
-            sizes[crm] = 0
-        batch.append(item)
-        sizes[crm] = sizes.get(crm, 0) + len(item.sessions)
-    for crm, batch in batches.items():
-        if batch:
-            yield crm, batch
+        waiting = self._items.setdefault(crm, {})
+        joined = waiting.get(item.meeting.id)
+        if joined is not None:
+            sessions = (*joined.sessions, *item.sessions)
+            waiting[item.meeting.id] = HistoryItem(item.meeting, sessions, joined.earlier)
+            self._sizes[crm] += len(item.sessions)
+            return
+        if waiting and self._sizes[crm] + len(item.sessions) > self.limit:
+            yield self._take(crm)
+            waiting = self._items[crm]
+        waiting[item.meeting.id] = item
+        self._sizes[crm] = self._sizes.get(crm, 0) + len(item.sessions)
+        self._parts.setdefault(crm, part)
+
+    def drain(self) -> Iterator[tuple[CrmKind, list[HistoryItem]]]:
+        for crm in [crm for crm, waiting in self._items.items() if waiting]:
+            yield self._take(crm)
+
+    def oldest_part(self) -> int | None:
+        """The oldest part with sessions not yet handed on (``None``: nothing waits)."""
+        return min(self._parts.values(), default=None)
+
+    def _take(self, crm: CrmKind) -> tuple[CrmKind, list[HistoryItem]]:
+        batch = list(self._items[crm].values())
+        self._items[crm] = {}
+        self._sizes[crm] = 0
+        self._parts.pop(crm, None)
+        return crm, batch
+
+
+class _Writer:
+    """A run's writes: items batched (:class:`_Batcher`) and written as batches fill."""
+
+    def __init__(self, engine: HistorySync, run: _Run) -> None:
+        self.engine = engine
+        self.run = run
+        self.batcher = _Batcher(engine.options.batch_sessions)
+        self.complete = True  # every session handed to a CRM so far was accepted
+
+    def add(self, pending: Iterable[HistoryItem], *, part: int) -> None:
+        """Batch ``pending`` (items of one part), writing each batch that fills."""
+        if self.engine.options.dry_run:
+            self.run.planned += tuple(pending)
+            return
+        for item in pending:
+            for crm, batch in self.batcher.add(item, part):
+                self._write(crm, batch)
+                if self.run.stopped:
+                    return
+
+    def flush(self) -> None:
+        """Write what waits in partly filled batches (the end of the run)."""
+        for crm, batch in self.batcher.drain():
+            if self.run.stopped:
+                return
+            self._write(crm, batch)
+
+    def written_through(self, part: int) -> int | None:
+        """The last part, up to ``part``, whose sessions are all written (``None``: none)."""
+        oldest = self.batcher.oldest_part()
+        if oldest is None:
+            return part
+        return oldest - 1 if oldest > 0 else None
+
+    def _write(self, crm: CrmKind, batch: list[HistoryItem]) -> None:
+        self.complete &= self.engine._write_batch(crm, batch, self.run)
 
 
 class _Run:
