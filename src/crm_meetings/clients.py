@@ -14,7 +14,7 @@ it (``[salesforce] org_id``, ``[hubspot] portal_id``, ``[zoho] org_id``), else u
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
@@ -173,6 +173,12 @@ class Clients:
             return None
         return self._cached(self._provider_clients, name, self._build_provider)
 
+    def providers_by_name(self) -> Mapping[str, ConferencingProvider]:
+        """Every configured provider by name, each built on first lookup (a meeting's
+        edit, cancel or delete needs only its own provider): what
+        :attr:`crm_meetings.actions.ActionContext.providers` takes."""
+        return _ProvidersByName(self)
+
     def _cached(
         self, cache: dict[_Key, _Client], key: _Key, build: Callable[[_Key], _Client]
     ) -> _Client:
@@ -215,3 +221,26 @@ class Clients:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _ProvidersByName(Mapping[str, ConferencingProvider]):
+    """:meth:`Clients.providers_by_name`: the configured names; a provider is built (and
+    kept by the clients) when it is looked up, so a failing one fails only its lookup."""
+
+    def __init__(self, clients: Clients) -> None:
+        self._clients = clients
+
+    def __getitem__(self, name: str) -> ConferencingProvider:
+        found = self._clients.provider(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._clients.providers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._clients.providers)
+
+    def __len__(self) -> int:
+        return len(self._clients.providers)

@@ -248,3 +248,30 @@ def test_a_meeting_lives_under_the_org_its_connection_serves(
         env={**env, "CRM_MEETINGS_SALESFORCE__ORG_ID": ""},
     )
     assert isinstance(unbound.exception, NotFoundError)  # "default" does not hold it
+
+
+def test_edit_and_cancel_act_at_the_provider_the_meeting_was_scheduled_on(
+    sandbox_factory: SandboxFactory, sandbox_config: Any, store_url: str
+) -> None:
+    """Zoom is the default (the first enabled); a meeting scheduled with ``--provider goto``
+    is edited and cancelled at GoTo, and Zoom gets no call."""
+    box = sandbox_factory(["salesforce", "zoom", "goto"])
+    upgrade(store_url)
+    path: Path = sandbox_config(
+        box, enable=("salesforce", "zoom", "goto"), extra=f'[store]\nurl = "{store_url}"\n'
+    )
+    emulator = box.emulator("salesforce")
+    assert isinstance(emulator, SalesforceEmulator)
+    account = emulator.seed_ids["record-0"]
+    meeting = as_json(path, "schedule", "--subject=On GoTo", "--start=2031-05-06T10:00",
+                      "--end=2031-05-06T11:00", "--invitee=zed@client.example",
+                      f"--related=Account:{account}", "--provider=goto")["meeting"]  # fmt: skip
+    assert meeting["provider"] == "goto"
+    pid, record = meeting["provider_meeting_id"], meeting["crm_record_id"]
+    zoom_calls = box.calls.count("zoom")
+    as_json(path, "edit", record, "--version=1", "--subject=On GoTo (moved)")
+    assert box.state("goto")["meetings"][pid]["subject"] == "On GoTo (moved)"
+    cancelled = as_json(path, "cancel", record)
+    assert cancelled["warnings"] == []
+    assert box.state("goto")["meetings"][pid]["deleted"]
+    assert box.calls.count("zoom") == zoom_calls, "Zoom got no call"

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import email
 import email.utils
-import importlib.util
 import itertools
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -43,7 +40,7 @@ from crm_meetings.conferencing._values import iso_z
 from crm_meetings.config import load_settings
 from crm_meetings.model import MeetingStatus
 from crm_meetings.sandbox.server import Sandbox
-from crm_meetings.sandbox.testing import SandboxFactory
+from crm_meetings.sandbox.testing import SandboxFactory, load_module
 from crm_meetings.store import Store
 from crm_meetings.sync.worker import Worker
 
@@ -51,19 +48,9 @@ HERE = Path(__file__).parent
 ROBOT = Sender("robot@acme.example", "crm-meetings")  # the worker's [smtp] from_address
 
 
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rigs = _load(HERE / "conftest.py", "sweep_origin_rigs")
-suite = _load(HERE / "test_actions.py", "sweep_origin_suite")
-senders = _load(HERE / "test_org_sender.py", "sweep_origin_senders")
+rigs = load_module(HERE / "conftest.py")
+suite = load_module(HERE / "test_actions.py")
+senders = load_module(HERE / "test_org_sender.py")
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Actions on a meeting — one service layer for the CLI, the web and tests.
 
 Every action is ``action(ctx, request) -> ActionResult``: ``ctx`` (:class:`ActionContext`)
-bundles the store, the CRM connector, the conferencing provider, the mail sender, the
-clock, the id factory, the org and the acting user. Requests are frozen values checked on
+bundles the store, the CRM connector, the conferencing providers (``provider``, where new
+meetings are scheduled, and ``providers``, every configured one by name), the mail sender,
+the clock, the id factory, the org and the acting user. Requests are frozen values checked on
 construction; mutating ones carry an idempotency key.
 
 Idempotency. A key is recorded per org (table ``action_requests``) with the action and a
@@ -41,6 +42,17 @@ and the outbox (not SMTP) carries the mail.
   provider meeting) → commit (status ``deleted`` as a tombstone, CANCEL to every invitee
   unless they already had one). Forward only, like cancel.
 * share, add to calendar: read-only; the invitation text or the .ics bytes.
+
+Whose provider. Edit, cancel and delete (their steps, the undo of an edit's provider
+update, their retries and the sweeper's) act at the provider the meeting was scheduled on
+(``Meeting.provider``, looked up in ``ctx.providers``), never at ``ctx.provider`` unless
+that is the meeting's. When that provider is not configured any more: an edit that
+changes what the provider holds (subject, times, time zone, description) is refused
+before any change (:class:`~crm_meetings.errors.ConfigurationError` naming the provider);
+one that changes only what the CRM and invitees hold goes ahead; cancel and delete still
+change the CRM and tell every invitee, with a warning naming the provider meeting that
+could not be removed and what to do. A retried schedule creates (or finds its lost
+create) on the provider its first attempt started on.
 
 Rotations. A schedule request naming a ``rotation`` is hosted by the member the rotation
 picks (or the named organizer, who must be an available member); the member's count is

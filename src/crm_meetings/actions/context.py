@@ -123,6 +123,12 @@ class ActionContext:
     ``related`` whether the organizer may schedule on its related records. ``lease`` is
     how long an attempt owns its idempotency key before a retry may take over (after a
     crash).
+
+    ``provider`` is where new meetings are scheduled (the default; ``None``: none).
+    ``providers`` is every conferencing provider the deployment configures, by name (it
+    may build each on first access): edit, cancel and delete act at the provider a
+    meeting was scheduled on (``Meeting.provider``), found there or as ``provider``
+    (:meth:`provider_named`).
     """
 
     store: Store
@@ -140,6 +146,23 @@ class ActionContext:
     lease: timedelta = timedelta(minutes=5)
     hook: StepHook = _no_hook
     profile: str | None = None
+    providers: Mapping[str, ConferencingProvider] = field(default_factory=dict)
+
+    def provider_named(self, name: str | None) -> ConferencingProvider | None:
+        """The configured provider called ``name`` (``provider`` or one of ``providers``);
+        ``None`` when ``name`` is ``None`` or this context has no such provider."""
+        if name is None:
+            return None
+        if self.provider is not None and self.provider.name == name:
+            return self.provider
+        return self.providers.get(name)
+
+    def provider_names(self) -> list[str]:
+        """The names of every provider this context can act on, sorted."""
+        names = set(self.providers)
+        if self.provider is not None:
+            names.add(self.provider.name)
+        return sorted(names)
 
     def sender_for(self, meeting: Meeting, uow: UnitOfWork | None = None) -> Sender:
         """The From of the meeting's mail: the org's invitation address when the actor's

@@ -34,6 +34,7 @@ from crm_meetings.calendar.outbox import Outbox
 from crm_meetings.conferencing.base import ConferencingProvider, ProviderMeeting
 from crm_meetings.errors import (
     AuthError,
+    ConfigurationError,
     ConflictError,
     CrmMeetingsError,
     NotFoundError,
@@ -83,9 +84,8 @@ class _Origin:
     sender: Sender | None
 
     @classmethod
-    def of(cls, ctx: ActionContext) -> _Origin:
-        provider = None if ctx.provider is None else ctx.provider.name
-        return cls(provider, ctx.profile, ctx.sender)
+    def of(cls, ctx: ActionContext, progress: _Progress) -> _Origin:
+        return cls(_acting_provider(ctx, progress), ctx.profile, ctx.sender)
 
     def to_json(self) -> dict[str, Any]:
         sender = self.sender
@@ -107,6 +107,31 @@ class _Origin:
             if sender is None
             else Sender(sender["address"], sender["name"], sender["reply_to"]),
         )
+
+
+def _acting_provider(ctx: ActionContext, progress: _Progress) -> str | None:
+    """The provider an attempt acts on: for edit, cancel and delete the meeting's own
+    (``None`` when it has no provider meeting, or its provider is not configured here:
+    cancel and delete then go on without it); for schedule the one an earlier attempt
+    started creating on, else ``ctx.provider``."""
+    old = progress.old
+    if old is not None:
+        found = _provider_of(ctx, old)
+        return None if found is None or not old.provider_meeting_id else found.name
+    if progress.new.provider is not None:
+        return progress.new.provider
+    earlier = progress.origin
+    if earlier is not None and "provider.create" in progress.attempted:
+        return earlier.provider
+    return None if ctx.provider is None else ctx.provider.name
+
+
+def _provider_of(ctx: ActionContext, meeting: Meeting) -> ConferencingProvider | None:
+    """The configured provider ``meeting`` was scheduled on (``None``: none, or not
+    configured here). A meeting saved without its provider's name is on ``ctx.provider``."""
+    if meeting.provider is None:
+        return ctx.provider
+    return ctx.provider_named(meeting.provider)
 
 
 @dataclass(slots=True)
@@ -257,14 +282,14 @@ def sweep(
 
     Each request is finished with what its attempt acted with: the conferencing provider
     of that name among ``providers`` (every provider the deployment configures, by name;
-    ``ctx.provider`` counts as one of them; ``None``: only ``ctx.provider``), the actor's
-    profile and the sender it named. A request whose provider is not among them stays
-    pending, untouched, and its outcome says so. A request saved before these were kept
-    is finished with ``ctx``'s provider, profile and sender.
+    ``ctx.provider`` and ``ctx.providers`` count as them too), the actor's profile and
+    the sender it named. A request whose provider is not among them stays pending,
+    untouched, and its outcome says so. A request saved before these were kept is
+    finished with ``ctx``'s provider, profile and sender; its edit, cancel or delete, as
+    any, acts at the meeting's own provider.
     """
-    available = dict(providers or {})
-    if ctx.provider is not None:
-        available.setdefault(ctx.provider.name, ctx.provider)
+    default = {} if ctx.provider is None else {ctx.provider.name: ctx.provider}
+    available = _Merged(dict(providers or {}), default, ctx.providers)
     with _ledger(ctx) as ledger:
         entries = ledger.pending(ctx.org_id)
     outcomes: list[SweepOutcome] = []
@@ -276,20 +301,20 @@ def sweep(
         if progress.new.crm is not ctx.connector.crm:
             continue
         kind = ActionKind(entry.action)
-        acting = dataclasses.replace(ctx, actor=Person(entry.actor))
+        acting = dataclasses.replace(ctx, actor=Person(entry.actor), providers=available)
         origin = progress.origin
-        if origin is not None:
-            if origin.provider is not None and origin.provider not in available:
-                error = _provider_missing(kind, entry.key, origin.provider, available)
-                outcomes.append(SweepOutcome(entry.key, kind, False, error))
-                continue
-            acting = dataclasses.replace(
-                acting,
-                provider=None if origin.provider is None else available[origin.provider],
-                profile=origin.profile,
-                sender=origin.sender,
-            )
         try:
+            if origin is not None:
+                if origin.provider is not None and origin.provider not in available:
+                    error = _provider_missing(kind, entry.key, origin.provider, available)
+                    outcomes.append(SweepOutcome(entry.key, kind, False, error))
+                    continue
+                acting = dataclasses.replace(
+                    acting,
+                    provider=None if origin.provider is None else available[origin.provider],
+                    profile=origin.profile,
+                    sender=origin.sender,
+                )
             with _ledger(ctx) as ledger:
                 ledger.take(ctx.org_id, entry.key, lease_until=now + ctx.lease)
             _advance(acting, kind, entry.key, progress, earlier=frozenset(progress.attempted))
@@ -298,6 +323,27 @@ def sweep(
         else:
             outcomes.append(SweepOutcome(entry.key, kind, True))
     return outcomes
+
+
+class _Merged(Mapping[str, ConferencingProvider]):
+    """Several mappings of providers by name as one, the first holding a name winning;
+    a lazy one (e.g. :meth:`crm_meetings.clients.Clients.providers_by_name`) builds a
+    provider only when it is looked up."""
+
+    def __init__(self, *maps: Mapping[str, ConferencingProvider]) -> None:
+        self._maps = maps
+
+    def __getitem__(self, name: str) -> ConferencingProvider:
+        for found in self._maps:
+            if name in found:
+                return found[name]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name for found in self._maps for name in found))
+
+    def __len__(self) -> int:
+        return len(set(self))
 
 
 def _provider_missing(
@@ -416,7 +462,49 @@ def _decide_change(
     new, change = meeting.revise(at=ctx.clock(), **changes)
     if not change:
         return _result(kind, meeting, "Nothing changed.")
+    if kind is ActionKind.EDIT and _needs_provider(ctx, meeting, new):
+        raise _edit_unconfigured(ctx, meeting)
     return _Progress(old=meeting, new=new)
+
+
+def _needs_provider(ctx: ActionContext, old: Meeting, new: Meeting) -> bool:
+    """Whether an edit must change the provider meeting but its provider is not configured."""
+    return (
+        bool(old.provider_meeting_id)
+        and bool(diff(old, new).changed & _PROVIDER_FIELDS)
+        and _provider_of(ctx, old) is None
+    )
+
+
+def _configured(ctx: ActionContext) -> str:
+    return ", ".join(ctx.provider_names()) or "none"
+
+
+def _edit_unconfigured(ctx: ActionContext, meeting: Meeting) -> ConfigurationError:
+    """Refuses an edit of what a provider no longer configured holds (before any change)."""
+    name = meeting.provider
+    return ConfigurationError(
+        f"Meeting {meeting.id} ({meeting.subject!r}) was scheduled on conferencing provider "
+        f"{name!r} (meeting {meeting.provider_meeting_id}), which is not configured here "
+        f"(configured: {_configured(ctx)}); nothing was changed, so its subject, times and "
+        "description stay as they are everywhere.",
+        key=f"{name}.enabled",
+        hint=f"Enable [{name}] again (enabled = true and its credentials) and repeat the "
+        "edit; or cancel the meeting and schedule a new one.",
+    )
+
+
+def _unconfigured_warning(ctx: ActionContext, kind: ActionKind, meeting: Meeting) -> str:
+    """What a cancel or delete says when the meeting's provider is not configured."""
+    done = "cancelled" if kind is ActionKind.CANCEL else "deleted"
+    return (
+        f"The {meeting.provider} meeting {meeting.provider_meeting_id} could not be {done}: "
+        f"conferencing provider {meeting.provider!r} is not configured here (configured: "
+        f"{_configured(ctx)}). The CRM record is {done} and every invitee is told, but the "
+        f"room may still be open: delete meeting {meeting.provider_meeting_id} in "
+        f"{meeting.provider}'s own web page (or enable [{meeting.provider}] again and "
+        "delete it there)."
+    )
 
 
 def _check_crm_unchanged(ctx: ActionContext, meeting: Meeting) -> None:
@@ -446,41 +534,98 @@ def _locate(uow: UnitOfWork, ctx: ActionContext, ref: str) -> Meeting:
 
 
 def _steps(ctx: ActionContext, kind: ActionKind, progress: _Progress) -> list[_Step]:
-    """The remote calls of ``kind``, in order (see the package docstring for why)."""
-    provider = ctx.provider
+    """The remote calls of ``kind``, in order (see the package docstring for why).
+
+    Schedule creates on the provider the request's attempts act with (``ctx.provider``
+    unless an earlier attempt started creating elsewhere); edit, cancel and delete act at
+    the meeting's own provider (:func:`_provider_of`), never at the default one."""
     old = progress.old
-    pid = old.provider_meeting_id if old is not None else None
-    record = old.crm_record_id if old is not None else None
+    if old is None:
+        return _schedule_steps(ctx, progress)
+    pid = old.provider_meeting_id
+    record = old.crm_record_id
+    provider = _provider_of(ctx, old)
     steps: list[_Step] = []
-    if kind is ActionKind.SCHEDULE:
-        if provider is not None:
-            create, remove = _provider_create(ctx, provider), _provider_remove(provider)
-            steps.append(_Step("provider.create", create, remove))
-        steps.append(_Step("crm.create", _crm_create(ctx)))
-    elif kind is ActionKind.EDIT:
-        assert old is not None
-        if provider is not None and pid and diff(old, progress.new).changed & _PROVIDER_FIELDS:
-            update = provider.update_meeting
-            steps.append(
-                _Step(
-                    "provider.update",
-                    lambda p, _retrying: update(pid, p.new),
-                    lambda _p: update(pid, old),
+    if kind is ActionKind.EDIT:
+        if pid and diff(old, progress.new).changed & _PROVIDER_FIELDS:
+            if provider is None:  # refused before any change (decided, or now on a retry)
+                steps.append(_Step("provider.update", _refuse(_edit_unconfigured(ctx, old))))
+            else:
+                update = provider.update_meeting
+                steps.append(
+                    _Step(
+                        "provider.update",
+                        lambda p, _retrying: update(pid, p.new),
+                        lambda _p: update(pid, old),
+                    )
                 )
-            )
         if record:
             steps.append(_Step("crm.update", _crm_update(ctx)))
     elif kind is ActionKind.CANCEL:
         if record:
             steps.append(_Step("crm.update", _crm_update(ctx)))
-        if provider is not None and pid:
-            steps.append(_Step("provider.cancel", _gone_ok(provider.cancel_meeting, pid)))
+        if pid:
+            steps.append(_provider_end(ctx, kind, old, provider, "provider.cancel"))
     elif kind is ActionKind.DELETE:
         if record:
             steps.append(_Step("crm.delete", lambda _p, _r: ctx.connector.delete(record)))
-        if provider is not None and pid:
-            steps.append(_Step("provider.delete", _gone_ok(provider.delete_meeting, pid)))
+        if pid:
+            steps.append(_provider_end(ctx, kind, old, provider, "provider.delete"))
     return steps
+
+
+def _schedule_steps(ctx: ActionContext, progress: _Progress) -> list[_Step]:
+    origin = progress.origin
+    if origin is None:  # a state saved before origins were kept: ctx's provider
+        provider, name = ctx.provider, None
+    else:
+        name = origin.provider
+        provider = ctx.provider_named(name)
+    steps: list[_Step] = []
+    if provider is not None:
+        create, remove = _provider_create(ctx, provider), _provider_remove(provider)
+        steps.append(_Step("provider.create", create, remove))
+    elif name is not None:  # an earlier attempt created there; it is not configured now
+        refusal = ConfigurationError(
+            f"This schedule request was started on conferencing provider {name!r}, which "
+            f"is not configured here (configured: {_configured(ctx)}); nothing was done "
+            "on another provider.",
+            key=f"{name}.enabled",
+            hint=f"Enable [{name}] again (enabled = true and its credentials) and repeat "
+            "the request.",
+        )
+        steps.append(_Step("provider.create", _refuse(refusal)))
+    steps.append(_Step("crm.create", _crm_create(ctx)))
+    return steps
+
+
+def _refuse(error: CrmMeetingsError) -> Callable[[_Progress, bool], None]:
+    def run(progress: _Progress, retrying: bool) -> None:
+        raise error
+
+    return run
+
+
+def _provider_end(
+    ctx: ActionContext,
+    kind: ActionKind,
+    old: Meeting,
+    provider: ConferencingProvider | None,
+    name: str,
+) -> _Step:
+    """Cancel or delete the provider meeting at its own provider; without that provider,
+    a step that only notes the warning (the CRM and the invitees still learn of it)."""
+    pid = str(old.provider_meeting_id)
+    if provider is not None:
+        end = provider.cancel_meeting if kind is ActionKind.CANCEL else provider.delete_meeting
+        return _Step(name, _gone_ok(end, pid))
+    warning = _unconfigured_warning(ctx, kind, old)
+
+    def note(progress: _Progress, retrying: bool) -> None:
+        if warning not in progress.warnings:
+            progress.warnings.append(warning)
+
+    return _Step("provider.unconfigured", note)
 
 
 def _dial_in(answer: ProviderMeeting) -> str | None:
@@ -602,11 +747,12 @@ def _mutate(
             ledger.take(ctx.org_id, key, lease_until=ctx.clock() + ctx.lease)
     if entry is not None:
         resumed = _Progress.from_json(entry.state)
-        resumed.origin = _Origin.of(ctx)  # this retry acts with its own context
+        # this retry acts with its own context, on the provider the request acts at
+        resumed.origin = _Origin.of(ctx, resumed)
         return _advance(ctx, kind, key, resumed, earlier=frozenset(resumed.attempted))
     decided = decide()
     if isinstance(decided, _Progress):
-        decided.origin = _Origin.of(ctx)
+        decided.origin = _Origin.of(ctx, decided)
         # the first remote step is recorded as started by the claim itself
         first = _steps(ctx, kind, decided)[:1]
         decided.attempted.extend(step.name for step in first)

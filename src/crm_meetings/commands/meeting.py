@@ -7,8 +7,10 @@
 out from the organisation address that profile may use (``senders use invitations
 default``), else from the organizer. ``--sender ADDRESS`` asks for one organisation address:
 when the profile may not send from it, the command stops with the reason instead.
-The connector and the conferencing provider are built from the settings (``--provider``:
-the first enabled of ``[zoom]`` and ``[goto]`` unless told). A mutating command prints
+The connector and the conferencing providers are built from the settings: ``schedule``
+creates the online meeting on ``--provider`` (the first enabled of ``[zoom]`` and
+``[goto]`` unless told); ``edit``, ``cancel`` and ``delete`` act at the provider the
+meeting was scheduled on, whichever enabled one that is. A mutating command prints
 its idempotency key: repeat the command with ``--key KEY`` to finish or replay it.
 ``--json`` prints the action's result as JSON (``ics`` in base64) for scripts.
 """
@@ -47,10 +49,9 @@ from crm_meetings.actions import (
 )
 from crm_meetings.actions.codec import meeting_to_json
 from crm_meetings.calendar.imip import Sender
-from crm_meetings.clients import store_org
+from crm_meetings.clients import PROVIDERS, Clients, store_org
 from crm_meetings.commands import console, run_app, settings, store_url
 from crm_meetings.conferencing.base import ConferencingProvider
-from crm_meetings.conferencing.factory import from_settings
 from crm_meetings.config import Settings
 from crm_meetings.connectors.registry import build_connector
 from crm_meetings.errors import ConfigurationError, ValidationError
@@ -106,21 +107,21 @@ When = Annotated[
 # --- building the context -------------------------------------------------------------
 
 
-def _provider(loaded: Settings, name: str | None) -> ConferencingProvider | None:
+def _provider(loaded: Settings, clients: Clients, name: str | None) -> ConferencingProvider | None:
+    """The provider new meetings are created on: ``name``, else the first enabled one."""
     if name is None:
-        name = next((n for n in ("zoom", "goto") if getattr(loaded, n).enabled), "none")
+        name = clients.default_provider or "none"
     if name == "none":
         return None
-    if name not in ("zoom", "goto"):
+    if name not in PROVIDERS:
         raise ValidationError("provider", f"unknown provider {name!r}: use zoom, goto or none")
-    section = getattr(loaded, name)
-    if not section.enabled:
+    if not getattr(loaded, name).enabled:
         raise ConfigurationError(
             "is false",
             key=f"{name}.enabled",
             hint=f"Set [{name}] enabled = true and its credentials, or pass --provider none.",
         )
-    return from_settings(section)
+    return clients.provider(name)
 
 
 def _chosen_sender(
@@ -149,7 +150,9 @@ def _context(
     sender: str | None = None,
 ) -> Iterator[ActionContext]:
     """The action context the settings describe, in the store org of ``crm``'s connection
-    (:func:`~crm_meetings.clients.store_org`); every client is closed afterwards."""
+    (:func:`~crm_meetings.clients.store_org`): new meetings on ``provider``, every enabled
+    provider known (each built when a meeting on it is changed); every client is closed
+    afterwards."""
     loaded = settings(ctx)
     with ExitStack() as stack:
         store = stack.enter_context(Store(store_url(loaded)))
@@ -157,13 +160,12 @@ def _context(
         stack.callback(connector.close)
         org_id = store_org(loaded, connector.crm)
         chosen = _chosen_sender(store, org_id, profile, sender)
-        conferencing = _provider(loaded, provider)
-        if conferencing is not None:
-            stack.callback(conferencing.close)
+        clients = stack.enter_context(Clients.from_settings(loaded))
         yield ActionContext(
             store=store,
             connector=connector,
-            provider=conferencing,
+            provider=_provider(loaded, clients, provider),
+            providers=clients.providers_by_name(),
             actor=Person(actor),
             profile=None if chosen is not None else profile,
             sender=chosen,
@@ -341,15 +343,15 @@ def edit_command(
         list[str] | None,
         typer.Option("--invitee", help="The whole new invitee list (repeat)."),
     ] = None,
-    provider: Provider = None,
     profile: Profile = None,
     sender: SenderOption = None,
     key: Key = None,
     as_json: Json = False,
 ) -> None:
-    """Save and send update: the provider and the CRM get the change, invitees the mail."""
+    """Save and send update: the meeting's provider and the CRM get the change, invitees
+    the mail."""
     chosen = _key(key)
-    with _context(ctx, crm, actor, provider, profile=profile, sender=sender) as context:
+    with _context(ctx, crm, actor, None, profile=profile, sender=sender) as context:
         zone = timezone or find_meeting(context, meeting).timezone
         request = EditRequest(
             idempotency_key=chosen,
@@ -372,14 +374,14 @@ def cancel_command(
     meeting: Ref,
     crm: Crm,
     actor: Actor,
-    provider: Provider = None,
     profile: Profile = None,
     sender: SenderOption = None,
     key: Key = None,
     as_json: Json = False,
 ) -> None:
-    """Cancel: the CRM record stays (cancelled); every invitee gets a CANCEL."""
-    _act_on(cancel, ctx, meeting, crm, actor, provider, key, as_json, (profile, sender))
+    """Cancel: the CRM record stays (cancelled), the meeting's provider cancels its
+    meeting; every invitee gets a CANCEL."""
+    _act_on(cancel, ctx, meeting, crm, actor, key, as_json, (profile, sender))
 
 
 @app.command("delete")
@@ -388,14 +390,13 @@ def delete_command(
     meeting: Ref,
     crm: Crm,
     actor: Actor,
-    provider: Provider = None,
     profile: Profile = None,
     sender: SenderOption = None,
     key: Key = None,
     as_json: Json = False,
 ) -> None:
-    """Delete the CRM record and the provider meeting; every invitee gets a CANCEL."""
-    _act_on(delete, ctx, meeting, crm, actor, provider, key, as_json, (profile, sender))
+    """Delete the CRM record and the meeting at its provider; every invitee gets a CANCEL."""
+    _act_on(delete, ctx, meeting, crm, actor, key, as_json, (profile, sender))
 
 
 def _act_on(
@@ -404,7 +405,6 @@ def _act_on(
     meeting: str,
     crm: str,
     actor: str,
-    provider: str | None,
     key: str | None,
     as_json: bool,
     sending: tuple[str | None, str | None] = (None, None),
@@ -413,7 +413,7 @@ def _act_on(
     ``sending`` is (``--profile``, ``--sender``)."""
     chosen = _key(key)
     profile, sender = sending
-    with _context(ctx, crm, actor, provider, profile=profile, sender=sender) as context:
+    with _context(ctx, crm, actor, None, profile=profile, sender=sender) as context:
         request = MeetingRequest(idempotency_key=chosen, meeting=meeting)
         _report(action(context, request), as_json, chosen)
 

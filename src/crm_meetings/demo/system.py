@@ -169,6 +169,7 @@ class DemoSystem:
             store=self.store,
             connector=self.connectors[crm],
             provider=self.providers[provider] if provider else None,
+            providers=self.providers,
             actor=actor or self.organizer,
             sender=self.sender,
             org_id=self.org(crm),

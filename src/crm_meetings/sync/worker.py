@@ -207,6 +207,7 @@ class Worker:
                         store=self.store,
                         connector=self.clients.connector(crm),
                         provider=self.clients.provider(self.clients.default_provider),
+                        providers=providers,
                         actor=_SWEEPER,  # each request is finished as its own actor
                         sender=sender,
                         clock=self.clock,

@@ -156,7 +156,8 @@ def host_contexts(
 ) -> HostContext:
     """Hosts act on the CRM whose data lives in the booking's org
     (:func:`~crm_meetings.clients.store_org`; else the first configured one) and the
-    default conferencing provider, sending as the panel's actions do."""
+    default conferencing provider (a meeting's own provider for any change to it, every
+    configured one being known), sending as the panel's actions do."""
     sender = settings_sender(settings)
 
     def context(org_id: str, host: Person) -> ActionContext:
@@ -166,7 +167,8 @@ def host_contexts(
         crm = next((c for c in crms if store_org(settings, c) == org_id), crms[0])
         return ActionContext(
             store=store, connector=clients.connector(crm),
-            provider=clients.provider(clients.default_provider), actor=host, sender=sender,
+            provider=clients.provider(clients.default_provider),
+            providers=clients.providers_by_name(), actor=host, sender=sender,
             clock=clock, org_id=org_id,
         )  # fmt: skip
 

@@ -86,7 +86,9 @@ def live_services(
 
     Actions run in the caller's org, as the caller (with the CRM profile their signed
     request named, so an organisation address that profile may use is the From), on their
-    CRM's connector and the default provider, else sending from :func:`settings_sender`.
+    CRM's connector, scheduling on the default provider (edit, cancel and delete act at
+    the meeting's own provider, any configured one), else sending from
+    :func:`settings_sender`.
     "Sync now" runs the history engine on the meeting's own provider (a meeting never
     started answers 404 ``no_session_exists``); without that provider it shows the
     stored sessions.
@@ -101,6 +103,7 @@ def live_services(
             store=store,
             connector=clients.connector(caller.caller.crm),
             provider=clients.provider(clients.default_provider),
+            providers=clients.providers_by_name(),
             actor=caller.actor(),
             sender=sender,
             clock=clock,
