@@ -51,6 +51,7 @@ ROBOT = Sender("robot@acme.example", "crm-meetings")  # the worker's [smtp] from
 rigs = load_module(HERE / "conftest.py")
 suite = load_module(HERE / "test_actions.py")
 senders = load_module(HERE / "test_org_sender.py")
+jobs_world = load_module(HERE.parent / "sync" / "test_jobs_world.py")
 
 
 @dataclass
@@ -271,30 +272,8 @@ def test_a_state_saved_before_the_origin_was_kept_sweeps_as_before(
 
 def config(world: World, store_url: str, path: Path, *, goto: bool) -> Path:
     """HubSpot, Zoom (the first provider: the default) and GoTo, on the world's sandbox."""
-    box, ca = world.sandbox, world.sandbox.ca_path
-    hubspot, zoom, goto_url = box.url("hubspot"), box.url("zoom"), box.url("goto")
-    path.write_text(
-        f"""
-[store]
-url = "{store_url}"
-
-[hubspot]
-enabled = true
-base_url = "{hubspot}"
-client_id = "sandbox-client"
-client_secret = "sandbox-secret"
-refresh_token = "{box.refresh_token("hubspot")}"
-ca_bundle = "{ca}"
-
-[zoom]
-enabled = true
-base_url = "{zoom}/v2"
-token_url = "{zoom}/oauth/token"
-account_id = "sandbox-account"
-client_id = "sandbox-client"
-client_secret = "{box.refresh_token("zoom")}"
-ca_bundle = "{ca}"
-
+    box, goto_url = world.sandbox, world.sandbox.url("goto")
+    goto_section = f"""
 [goto]
 enabled = {str(goto).lower()}
 base_url = "{goto_url}"
@@ -302,11 +281,10 @@ token_url = "{goto_url}/oauth/token"
 client_id = "sandbox-client"
 client_secret = "sandbox-secret"
 refresh_token = "{box.refresh_token("goto", subject=rigs.providers.SEED_ORGANIZER)}"
-ca_bundle = "{ca}"
-""",
-        encoding="utf-8",
-    )
-    return path
+ca_bundle = "{box.ca_path}"
+"""
+    written: Path = jobs_world.write_config(box, path, store_url, extra=goto_section)
+    return written
 
 
 def test_the_worker_finishes_a_schedule_on_the_provider_the_rep_used(
