@@ -67,7 +67,9 @@ PROVIDER_MODELS: dict[str, Model] = {
         lambda w: 3 + w.started,
         lambda w: 3 + w.started,
         "1 token + 1 organizer lookup + 1 history listing (not paged) + M attendee reads "
-        "(one per started meeting: the emulated API has no per-organizer attendee read)",
+        "(one per started meeting: the emulated API has no per-organizer attendee read); "
+        "the sync lists a long window one 30-day part at a time to bound its memory, one "
+        "listing more per part",
     ),
     "zoom": Model(
         lambda w: 1 + w.report_pages + w.sessions,
