@@ -34,6 +34,7 @@ __all__ = [
     "NoSessionExistsError",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProviderNotConfiguredError",
     "RateLimitedError",
     "RefreshFailedError",
     "RemoteError",
@@ -79,6 +80,14 @@ class ConfigurationError(CrmMeetingsError):
 
     def to_dict(self) -> dict[str, object]:
         return {**super().to_dict(), "key": self.key}
+
+
+class ProviderNotConfiguredError(ConfigurationError):
+    """A meeting's conferencing provider is not configured here: the action cannot reach
+    the provider meeting (HTTP 503: the service lacks a part, the request is fine)."""
+
+    code = "provider_not_configured"
+    http_status = 503
 
 
 class ValidationError(CrmMeetingsError, ValueError):

@@ -123,3 +123,30 @@ def test_the_panel_cancels_a_goto_meeting_at_goto(web: Web, stack: Stack, clock:
         assert f"delete meeting {pid}" in warning
     stack.deliver(web.store, clock())
     assert stack.mail.itip() == [("REQUEST", 0, INVITEE.email), ("CANCEL", 1, INVITEE.email)]
+
+
+def test_the_panel_edits_a_goto_meeting_at_goto_or_refuses_with_503(
+    web: Web, stack: Stack, clock: Clock
+) -> None:
+    """A new subject is GoTo's to hold: with [goto] gone the edit changes nothing anywhere
+    and says why (503: the service lacks a part; the rep's request is fine)."""
+    meeting = scheduled_on_goto(web, stack, clock)
+    token = web.login(email=stack.organizer, record=stack.account)
+    response = web.client.patch(
+        f"/api/v1/meetings/{meeting.id}",
+        json={"expected_version": meeting.version, "subject": "Pricing call, moved"},
+        headers={**web.csrf(token), "Idempotency-Key": "e-goto"},
+    )
+    if "goto" in stack.clients.providers:
+        assert response.status_code == 200, response.text
+        assert at_goto(stack, meeting)["subject"] == "Pricing call, moved"
+        return
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["code"] == "provider_not_configured"
+    assert body["key"] == "goto.enabled"
+    assert "nothing was changed" in body["message"]
+    assert "Enable [goto] again" in body["hint"]
+    assert at_goto(stack, meeting)["subject"] == "Pricing call"
+    with web.store.reading() as uow:
+        assert uow.meetings.get(meeting.id).subject == "Pricing call"

@@ -34,10 +34,10 @@ from crm_meetings.calendar.outbox import Outbox
 from crm_meetings.conferencing.base import ConferencingProvider, ProviderMeeting
 from crm_meetings.errors import (
     AuthError,
-    ConfigurationError,
     ConflictError,
     CrmMeetingsError,
     NotFoundError,
+    ProviderNotConfiguredError,
     RateLimitedError,
     RemoteError,
     ValidationError,
@@ -480,10 +480,10 @@ def _configured(ctx: ActionContext) -> str:
     return ", ".join(ctx.provider_names()) or "none"
 
 
-def _edit_unconfigured(ctx: ActionContext, meeting: Meeting) -> ConfigurationError:
+def _edit_unconfigured(ctx: ActionContext, meeting: Meeting) -> ProviderNotConfiguredError:
     """Refuses an edit of what a provider no longer configured holds (before any change)."""
     name = meeting.provider
-    return ConfigurationError(
+    return ProviderNotConfiguredError(
         f"Meeting {meeting.id} ({meeting.subject!r}) was scheduled on conferencing provider "
         f"{name!r} (meeting {meeting.provider_meeting_id}), which is not configured here "
         f"(configured: {_configured(ctx)}); nothing was changed, so its subject, times and "
@@ -586,7 +586,7 @@ def _schedule_steps(ctx: ActionContext, progress: _Progress) -> list[_Step]:
         create, remove = _provider_create(ctx, provider), _provider_remove(provider)
         steps.append(_Step("provider.create", create, remove))
     elif name is not None:  # an earlier attempt created there; it is not configured now
-        refusal = ConfigurationError(
+        refusal = ProviderNotConfiguredError(
             f"This schedule request was started on conferencing provider {name!r}, which "
             f"is not configured here (configured: {_configured(ctx)}); nothing was done "
             "on another provider.",
