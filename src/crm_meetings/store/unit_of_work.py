@@ -42,16 +42,13 @@ def _read_only_refusal() -> StoreError:
     )
 
 
-@event.listens_for(orm.Session, "before_flush")
 def _refuse_flushes(session: orm.Session, flush_context: object, instances: object) -> None:
-    if session.info.get(READ_ONLY_OPTION) and (session.new or session.dirty or session.deleted):
+    if session.new or session.dirty or session.deleted:
         raise _read_only_refusal()
 
 
-@event.listens_for(orm.Session, "do_orm_execute")
 def _refuse_statements(state: orm.ORMExecuteState) -> None:
-    writes = state.is_insert or state.is_update or state.is_delete
-    if writes and state.session.info.get(READ_ONLY_OPTION):
+    if state.is_insert or state.is_update or state.is_delete:
         raise _read_only_refusal()
 
 
@@ -107,11 +104,13 @@ class Store:
         self.clock = clock
         self.engine: Engine = create_engine(url, echo=echo)
         self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
+        # reading(): no write lock on SQLite (see db.py), and writes refused; the listeners
+        # sit on these sessions only, so a writing unit of work pays nothing for them
         self._readers = orm.sessionmaker(
-            self.engine.execution_options(**{READ_ONLY_OPTION: True}),
-            expire_on_commit=False,
-            info={READ_ONLY_OPTION: True},
+            self.engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
         )
+        event.listen(self._readers, "before_flush", _refuse_flushes)
+        event.listen(self._readers, "do_orm_execute", _refuse_statements)
         self._open: ContextVar[bool] = ContextVar(f"store-{id(self)}-open", default=False)
 
     def __repr__(self) -> str:
