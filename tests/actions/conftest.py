@@ -144,6 +144,21 @@ def rig(request: pytest.FixtureRequest, sandbox_factory: SandboxFactory) -> Iter
 
 
 @pytest.fixture
+def zoom_and_goto(
+    sandbox_factory: SandboxFactory,  # noqa: F811
+) -> Iterator[tuple[Sandbox, Rig, Rig]]:
+    """HubSpot with Zoom (the default provider) and HubSpot with GoTo, on one sandbox: a
+    deployment where a rep may schedule on either."""
+    box = sandbox_factory(["hubspot", "zoom", "goto"])
+    zoom, goto = Rig("hubspot", "zoom", box), Rig("hubspot", "goto", box)
+    try:
+        yield box, zoom, goto
+    finally:
+        goto.close()
+        zoom.close()
+
+
+@pytest.fixture
 def store(store_url: str, clock: Callable[[], Any]) -> Iterator[Store]:
     """A store migrated to the head: cancel and delete give a rotation's count back, so the
     actions need the routing tables too."""

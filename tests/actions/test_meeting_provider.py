@@ -11,7 +11,7 @@ One sandbox serves HubSpot, Zoom and GoTo; the acting context is the web's or th
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +36,7 @@ from crm_meetings.conferencing._values import iso_z
 from crm_meetings.errors import ConfigurationError, RemoteError
 from crm_meetings.model import Meeting, MeetingStatus
 from crm_meetings.sandbox.server import Sandbox
-from crm_meetings.sandbox.testing import SandboxFactory, load_module
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import Store
 
 HERE = Path(__file__).parent
@@ -61,11 +61,8 @@ class World:
 
 
 @pytest.fixture
-def world(
-    sandbox_factory: SandboxFactory, store: Store, clock: Callable[[], Any]
-) -> Iterator[World]:
-    box = sandbox_factory(["hubspot", "zoom", "goto"])
-    zoom, goto = rigs.Rig("hubspot", "zoom", box), rigs.Rig("hubspot", "goto", box)
+def world(zoom_and_goto: Any, store: Store, clock: Callable[[], Any]) -> World:
+    box, zoom, goto = zoom_and_goto
     ids = itertools.count(1)
     ctx = ActionContext(
         store=store,
@@ -76,11 +73,7 @@ def world(
         clock=clock,
         id_factory=lambda: f"act{next(ids):04d}",
     )
-    try:
-        yield World(zoom, goto, box, ctx, replace(ctx, provider=goto.provider))
-    finally:
-        goto.close()
-        zoom.close()
+    return World(zoom, goto, box, ctx, replace(ctx, provider=goto.provider))
 
 
 def on_goto(world: World) -> Meeting:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import email
 import email.utils
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,7 +40,7 @@ from crm_meetings.conferencing._values import iso_z
 from crm_meetings.config import load_settings
 from crm_meetings.model import MeetingStatus
 from crm_meetings.sandbox.server import Sandbox
-from crm_meetings.sandbox.testing import SandboxFactory, load_module
+from crm_meetings.sandbox.testing import load_module
 from crm_meetings.store import Store
 from crm_meetings.sync.worker import Worker
 
@@ -68,11 +68,8 @@ class World:
 
 
 @pytest.fixture
-def world(
-    sandbox_factory: SandboxFactory, store: Store, clock: Callable[[], Any]
-) -> Iterator[World]:
-    box = sandbox_factory(["hubspot", "zoom", "goto"])
-    zoom, goto = rigs.Rig("hubspot", "zoom", box), rigs.Rig("hubspot", "goto", box)
+def world(zoom_and_goto: Any, store: Store, clock: Callable[[], Any]) -> World:
+    box, zoom, goto = zoom_and_goto
     ids = itertools.count(1)
     sweeper = ActionContext(
         store=store,
@@ -84,11 +81,7 @@ def world(
         id_factory=lambda: f"act{next(ids):04d}",
     )
     rep = replace(sweeper, connector=goto.connector, provider=goto.provider, sender=None)
-    try:
-        yield World(zoom, goto, box, sweeper, rep, clock)
-    finally:
-        goto.close()
-        zoom.close()
+    return World(zoom, goto, box, sweeper, rep, clock)
 
 
 def interrupted_schedule(world: World, rep: ActionContext, boundary: str) -> Any:
