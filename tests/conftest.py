@@ -305,18 +305,29 @@ class SmtpSink:
 
 
 @pytest.fixture
-def smtp_sink() -> Iterator[tuple[SmtpConfig, SmtpSink]]:
-    """A real SMTP server on loopback, and how to reach it."""
+def smtp_server() -> Iterator[tuple[SmtpConfig, SmtpSink, Controller]]:
+    """A real SMTP server on loopback, how to reach it, and its controller, not started yet:
+    a test may send while it is down and ``start()`` it later (stopped at the end)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sink = SmtpSink()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
     try:
-        yield SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=5), sink
+        yield SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=5), sink, controller
     finally:
-        controller.stop()
+        if getattr(controller, "_thread", None) is not None:  # started
+            controller.stop()
+
+
+@pytest.fixture
+def smtp_sink(
+    smtp_server: tuple[SmtpConfig, SmtpSink, Controller],
+) -> tuple[SmtpConfig, SmtpSink]:
+    """:func:`smtp_server`, started."""
+    config, sink, controller = smtp_server
+    controller.start()
+    return config, sink
 
 
 # --- the reliability suite's tally ---------------------------------------------------------

@@ -8,17 +8,15 @@ idempotency ledger, audit trail).
 from __future__ import annotations
 
 import email
-import socket
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from email.message import Message
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 from icalendar import Calendar
 
 from crm_meetings.actions import (
@@ -597,48 +595,14 @@ def test_life_cycle_each_invitee_sees_one_uid_and_a_rising_sequence(
 # --- mail delivery ------------------------------------------------------------------------
 
 
-@dataclass
-class Sink:
-    received: list[bytes] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(bytes(envelope.original_content or envelope.content))
-        return "250 2.0.0 Accepted"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def smtp_port() -> int:
-    return _free_port()
-
-
-@pytest.fixture
-def sink(smtp_port: int) -> Iterator[tuple[Sink, Controller]]:
-    handler = Sink()
-    controller = Controller(handler, hostname="127.0.0.1", port=smtp_port)
-    try:
-        yield handler, controller
-    finally:
-        if getattr(controller, "_thread", None) is not None:
-            controller.stop()
-
-
 def test_smtp_down_does_not_fail_the_action_and_the_mail_goes_out_once_it_is_back(
     ctx: ActionContext,
     rig: Any,
     store: Store,
     clock: Any,
-    smtp_port: int,
-    sink: tuple[Sink, Controller],
+    smtp_server: tuple[SmtpConfig, Any, Any],
 ) -> None:
-    handler, controller = sink
-    smtp = SmtpConfig(host="127.0.0.1", port=smtp_port, security="none", timeout=5)
+    smtp, handler, controller = smtp_server
     meeting = schedule(ctx, schedule_request(ctx, rig)).meeting
     down = deliver_pending(store, smtp, clock())
     assert down.deferred

@@ -30,7 +30,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
 from crm_meetings.actions import ActionContext, schedule, sweep
 from crm_meetings.calendar.outbox import SmtpConfig, deliver_pending
@@ -355,7 +354,11 @@ def world_context(world: ActionWorld) -> tuple[ActionContext, dict[str, Any]]:
 
 
 def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
-    action_world: ActionWorld, forker: Forker, tally: Counter[str], tmp_path: Path
+    action_world: ActionWorld,
+    forker: Forker,
+    tally: Counter[str],
+    tmp_path: Path,
+    smtp_sink: tuple[SmtpConfig, Any],
 ) -> None:
     rig, store, clock = action_world.rig, action_world.store, action_world.clock
     kills = math.ceil(KILL_POINTS / 2 / len(SCHEDULE_RIGS))
@@ -405,16 +408,9 @@ def test_schedule_killed_anywhere_then_retried_or_swept_happens_exactly_once(
         assert schedule(ctx, request).replayed
 
     # every invitation goes out once: deliver the outbox to an SMTP sink
-    sink = actions_suite.Sink()
-    port = actions_suite._free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        smtp = SmtpConfig(host="127.0.0.1", port=port, security="none", timeout=5)
-        deliver_pending(store, smtp, clock.advance(minutes=1))
-        assert deliver_pending(store, smtp, clock.advance(hours=1)).attempted == 0
-    finally:
-        controller.stop()
+    smtp, sink = smtp_sink
+    deliver_pending(store, smtp, clock.advance(minutes=1))
+    assert deliver_pending(store, smtp, clock.advance(hours=1)).attempted == 0
     received = Counter(email.message_from_bytes(raw)["Message-ID"] for raw in sink.received)
     with store.transaction() as uow:
         queued = set(uow.session.scalars(sa.select(OutboxMessageRow.message_id)))
@@ -452,7 +448,11 @@ def test_a_schedule_on_no_record_killed_once_the_crm_answered_leaves_one_crm_rec
 
 @pytest.mark.parametrize("action_world", [("salesforce-zoom", "sqlite")], indirect=True)
 def test_delivery_killed_mid_send_loses_nothing_and_repeats_only_by_message_id(
-    action_world: ActionWorld, forker: Forker, tally: Counter[str], tmp_path: Path
+    action_world: ActionWorld,
+    forker: Forker,
+    tally: Counter[str],
+    tmp_path: Path,
+    smtp_sink: tuple[SmtpConfig, Any],
 ) -> None:
     """The outbox's documented bound: a sender killed after the server took a message and
     before ``sent`` was recorded sends it again once stale — the same Message-ID, at most
@@ -471,26 +471,20 @@ def test_delivery_killed_mid_send_loses_nothing_and_repeats_only_by_message_id(
         queued = set(uow.session.scalars(sa.select(OutboxMessageRow.message_id)))
     assert len(queued) == 6
     rng = random.Random(f"{SEED}-deliver-{rig.name}")
-    sink = actions_suite.Sink()
-    port = actions_suite._free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
+    smtp, sink = smtp_sink
     kills = 0
-    try:
-        config = {"mode": "deliver", "store_url": action_world.url, "smtp_port": port}
-        config |= {"crm": rig.crm, "provider": rig.provider_vendor}
-        for _ in range(50):
-            at, delay = kill_point(rng, 2 * len(queued))
-            outcome = run_child(forker, config | {"now": clock().isoformat()}, tmp_path, at, delay)
-            clock.advance(minutes=11)  # past stale_after: rows left in `sending` are due again
-            if not outcome.killed:
-                break
-            kills += 1
-            tally["kill_points"] += 1
-        else:
-            pytest.fail("the delivery never completed")
-    finally:
-        controller.stop()
+    config = {"mode": "deliver", "store_url": action_world.url, "smtp_port": smtp.port}
+    config |= {"crm": rig.crm, "provider": rig.provider_vendor}
+    for _ in range(50):
+        at, delay = kill_point(rng, 2 * len(queued))
+        outcome = run_child(forker, config | {"now": clock().isoformat()}, tmp_path, at, delay)
+        clock.advance(minutes=11)  # past stale_after: rows left in `sending` are due again
+        if not outcome.killed:
+            break
+        kills += 1
+        tally["kill_points"] += 1
+    else:
+        pytest.fail("the delivery never completed")
     received = Counter(email.message_from_bytes(raw)["Message-ID"] for raw in sink.received)
     lost = len(queued - set(received))
     repeats = sum(n - 1 for n in received.values())
