@@ -8,6 +8,7 @@ from email import message_from_bytes
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.policy import compat32, default
+from html import escape
 from types import SimpleNamespace
 
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from crm_meetings.calendar import ics, imip
 from crm_meetings.calendar.imip import Sender
+from crm_meetings.calendar.invitation import invitation, render_text
 from crm_meetings.model import Invitee, Meeting, Person
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -144,3 +146,34 @@ def test_any_subject_and_name_round_trip_through_the_headers(
         )
     else:
         assert shown == f"{name} <ann@client.example>"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(subject=SINGLE_LINE, description=MULTI_LINE)
+def test_any_text_round_trips_through_the_mime_bodies(
+    subject: str, description: str, meeting: Meeting
+) -> None:
+    """The entity is written by hand: whatever the text, a reader gets it back from the
+    plain and HTML parts, both calendar parts are the calendar, encoded lines keep to
+    RFC 2045's 76 characters, and no body line can pass for a boundary."""
+    revised, _ = meeting.revise(subject=subject, description=description)
+    mail = imip.compose(revised, ics.plan_new(revised), sender=SENDER, now=NOW)[0]
+    message = message_from_bytes(mail.raw, policy=default)
+    assert isinstance(message, EmailMessage)
+    plain, page = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None
+    assert page is not None
+    shown = plain.get_content().splitlines()
+    assert shown[2:] == render_text(invitation(revised)).splitlines()
+    for line in revised.description.splitlines():
+        assert escape(line, quote=True) in page.get_content()
+    calendar = ics.request(revised, recipients=revised.invitees, now=NOW)
+    found = [p for p in message.walk() if p.get_content_maintype() != "multipart"][2:]
+    assert [p.get_payload(decode=True) for p in found] == [calendar, calendar]
+    head, _, body = mail.raw.partition(b"\r\n\r\n")
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    boundaries = [line for line in body.split(b"\r\n") if line.startswith(b"--")]
+    assert len(boundaries) == 7  # mixed: 2 parts and its end; alternative: 3 and its end

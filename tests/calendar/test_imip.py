@@ -52,6 +52,7 @@ def test_invitation_has_the_rfc_6047_structure(meeting: Meeting, ical: SimpleNam
     assert attached is attachment
     assert attachment.get_content_type() == "application/ics"
     assert attachment.get_content_disposition() == "attachment"
+    assert attachment.get_param("name") == attachment.get_filename() == "invite.ics"
     assert inline.get_param("method") == "REQUEST"
     assert str(inline.get_param("charset")).upper() == "UTF-8"
     data = inline.get_payload(decode=True)
