@@ -137,6 +137,18 @@ def test_enqueue_is_idempotent_on_the_key(store: Store, mails: list[OutgoingMail
     assert {e.status for e in entries} == {OutboxStatus.QUEUED}
 
 
+def test_one_insert_tells_new_from_known_and_repeated_keys(
+    store: Store, mails: list[OutgoingMail]
+) -> None:
+    first, second = mails
+    queue(store, [first])
+    with store.transaction() as uow:
+        assert Outbox.enqueue_many(uow, [first, second, second]) == [False, True, False]
+        assert Outbox.enqueue_many(uow, []) == []
+    with store.transaction() as uow:
+        assert sorted(e.recipient for e in Outbox.list(uow)) == sorted(m.recipient for m in mails)
+
+
 def test_a_rolled_back_change_queues_nothing(store: Store, mails: list[OutgoingMail]) -> None:
     def change_that_fails() -> None:
         with store.transaction() as uow:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -133,6 +133,22 @@ class DeliveryReport:
         return len(self.sent) + len(self.deferred) + len(self.failed)
 
 
+def _insert_ignoring_known(insert: Callable[..., Any]) -> Any:
+    """``INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key``."""
+    return (
+        insert(OutboxMessageRow.__table__)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(OutboxMessageRow.__table__.c.idempotency_key)
+    )
+
+
+#: the queueing INSERT per dialect, built once: its rows are bound at execution
+_INSERTS: Final = {
+    "postgresql": _insert_ignoring_known(postgresql.insert),
+    "sqlite": _insert_ignoring_known(sqlite.insert),
+}
+
+
 class Outbox:
     """Queue, list and retry messages; every method works inside the caller's transaction."""
 
@@ -149,7 +165,8 @@ class Outbox:
     @staticmethod
     def enqueue_many(uow: UnitOfWork, mails: Sequence[OutgoingMail]) -> list[bool]:
         """Queue every message with one INSERT; per message, whether it was new (a key
-        already queued or sent, or earlier in ``mails``, is not)."""
+        already queued or sent, or earlier in ``mails``, is not). The statement is built
+        once (:data:`_INSERTS`): SQLAlchemy sends the rows as one multi-row INSERT."""
         if not mails:
             return []
         now = utc(uow.clock(), "now")
@@ -172,14 +189,8 @@ class Outbox:
             for mail in mails
         ]
         dialect = uow.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = (
-            insert(OutboxMessageRow)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(OutboxMessageRow.idempotency_key)
-        )
-        fresh = set(uow.session.scalars(statement))
+        statement = _INSERTS["postgresql" if dialect == "postgresql" else "sqlite"]
+        fresh = set(uow.session.scalars(statement, rows))
         new: list[bool] = []
         for mail in mails:
             new.append(mail.idempotency_key in fresh)
