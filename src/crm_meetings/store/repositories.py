@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc, orm
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crm_meetings.errors import ConflictError, NotFoundError, ValidationError
+from crm_meetings.errors import ConflictError, CrmMeetingsError, NotFoundError, ValidationError
 from crm_meetings.model import (
     CrmKind,
     Invitee,
@@ -80,9 +80,89 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 # --- meetings -------------------------------------------------------------------------
+#
+# Meetings are read and written with Core statements on the tables, most of them built
+# once below with bound parameters: loading rows as ORM objects (with their children by
+# selectin) took four times as long, and every action reads and writes a meeting. No
+# meeting row ever becomes an ORM object, so none can go stale in a session.
+
+_MEETING: Final = cast(sa.Table, MeetingRow.__table__)
+_INVITEE: Final = cast(sa.Table, InviteeRow.__table__)
+_RELATED: Final = cast(sa.Table, RelatedRecordRow.__table__)
+_M = _MEETING.c
 
 
-def _to_meeting(row: MeetingRow) -> Meeting:
+def _meeting_values(meeting: Meeting) -> dict[str, Any]:
+    """Every column of ``meeting``'s row that may change (not id, org, CRM, UID, created)."""
+    return {
+        "crm_record_id": meeting.crm_record_id,
+        "sequence": meeting.sequence,
+        "version": meeting.version,
+        "status": meeting.status.value,
+        "subject": meeting.subject,
+        "description": meeting.description,
+        "notes": meeting.notes,
+        "location": meeting.location,
+        "join_url": meeting.join_url,
+        "starts_at": meeting.start,
+        "ends_at": meeting.end,
+        "timezone": meeting.timezone,
+        "organizer_email": meeting.organizer.email,
+        "organizer_name": meeting.organizer.name,
+        "record_type": meeting.record_type,
+        "provider": meeting.provider,
+        "provider_meeting_id": meeting.provider_meeting_id,
+        "updated_at": meeting.updated_at,
+        "crm_modified_at": meeting.crm_modified_at,
+    }
+
+
+def _invitee_values(meeting: Meeting) -> list[dict[str, Any]]:
+    return [
+        {
+            "meeting_id": meeting.id,
+            "position": position,
+            "email": invitee.email,
+            "name": invitee.name,
+            "response": invitee.response.value,
+            "optional": invitee.optional,
+            "relation_type": invitee.crm_relation.object_type if invitee.crm_relation else None,
+            "relation_id": invitee.crm_relation.record_id if invitee.crm_relation else None,
+        }
+        for position, invitee in enumerate(meeting.invitees)
+    ]
+
+
+def _related_values(meeting: Meeting) -> list[dict[str, Any]]:
+    return [
+        {
+            "meeting_id": meeting.id,
+            "position": position,
+            "object_type": ref.object_type,
+            "record_id": ref.record_id,
+        }
+        for position, ref in enumerate(meeting.related)
+    ]
+
+
+def _invitee(row: sa.Row[Any]) -> Invitee:
+    relation = (
+        RecordRef(row.relation_type, row.relation_id)
+        if row.relation_type is not None and row.relation_id is not None
+        else None
+    )
+    return Invitee(
+        email=row.email,
+        name=row.name,
+        response=ResponseStatus(row.response),
+        optional=row.optional,
+        crm_relation=relation,
+    )
+
+
+def _to_meeting(
+    row: sa.Row[Any], invitees: Sequence[Invitee], related: Sequence[RecordRef]
+) -> Meeting:
     return Meeting(
         id=row.id,
         crm=CrmKind(row.crm),
@@ -97,8 +177,8 @@ def _to_meeting(row: MeetingRow) -> Meeting:
         notes=row.notes,
         location=row.location,
         join_url=row.join_url,
-        invitees=_invitees(row),
-        related=_related(row),
+        invitees=tuple(invitees),
+        related=tuple(related),
         record_type=row.record_type,
         status=MeetingStatus(row.status),
         sequence=row.sequence,
@@ -111,76 +191,68 @@ def _to_meeting(row: MeetingRow) -> Meeting:
     )
 
 
-def _invitees(row: MeetingRow) -> tuple[Invitee, ...]:
-    return tuple(
-        Invitee(
-            email=i.email,
-            name=i.name,
-            response=ResponseStatus(i.response),
-            optional=i.optional,
-            crm_relation=(
-                RecordRef(i.relation_type, i.relation_id)
-                if i.relation_type is not None and i.relation_id is not None
-                else None
-            ),
-        )
-        for i in row.invitees
-    )
+def _meetings_where(*conditions: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    return sa.select(_MEETING).where(*conditions)
 
 
-def _related(row: MeetingRow) -> tuple[RecordRef, ...]:
-    return tuple(RecordRef(r.object_type, r.record_id) for r in row.related)
-
-
-def _write_fields(row: MeetingRow, meeting: Meeting) -> None:
-    """Copy every mutable field of ``meeting`` onto ``row`` (children excluded)."""
-    row.crm_record_id = meeting.crm_record_id
-    row.sequence = meeting.sequence
-    row.version = meeting.version
-    row.status = meeting.status.value
-    row.subject = meeting.subject
-    row.description = meeting.description
-    row.notes = meeting.notes
-    row.location = meeting.location
-    row.join_url = meeting.join_url
-    row.starts_at = meeting.start
-    row.ends_at = meeting.end
-    row.timezone = meeting.timezone
-    row.organizer_email = meeting.organizer.email
-    row.organizer_name = meeting.organizer.name
-    row.record_type = meeting.record_type
-    row.provider = meeting.provider
-    row.provider_meeting_id = meeting.provider_meeting_id
-    row.updated_at = meeting.updated_at
-    row.crm_modified_at = meeting.crm_modified_at
-
-
-def _invitee_rows(meeting: Meeting) -> list[InviteeRow]:
-    return [
-        InviteeRow(
-            position=position,
-            email=invitee.email,
-            name=invitee.name,
-            response=invitee.response.value,
-            optional=invitee.optional,
-            relation_type=invitee.crm_relation.object_type if invitee.crm_relation else None,
-            relation_id=invitee.crm_relation.record_id if invitee.crm_relation else None,
-        )
-        for position, invitee in enumerate(meeting.invitees)
-    ]
-
-
-def _related_rows(meeting: Meeting) -> list[RelatedRecordRow]:
-    return [
-        RelatedRecordRow(position=position, object_type=ref.object_type, record_id=ref.record_id)
-        for position, ref in enumerate(meeting.related)
-    ]
-
-
-# Statements are immutable: every query starts from this one, children loaded alongside.
-_MEETINGS: Final = sa.select(MeetingRow).options(
-    orm.selectinload(MeetingRow.invitees), orm.selectinload(MeetingRow.related)
+_IDS: Final = sa.bindparam("ids", expanding=True, type_=sa.String())
+_INVITEES_OF: Final = (
+    sa.select(_INVITEE)
+    .where(_INVITEE.c.meeting_id.in_(_IDS))
+    .order_by(_INVITEE.c.meeting_id, _INVITEE.c.position)
 )
+_RELATED_OF: Final = (
+    sa.select(_RELATED)
+    .where(_RELATED.c.meeting_id.in_(_IDS))
+    .order_by(_RELATED.c.meeting_id, _RELATED.c.position)
+)
+_BY_ID: Final = _meetings_where(_M.id == sa.bindparam("id"))
+_BY_UID: Final = _meetings_where(_M.uid == sa.bindparam("uid"))
+_BY_CRM_RECORD: Final = _meetings_where(
+    _M.org_id == sa.bindparam("org_id"),
+    _M.crm == sa.bindparam("crm"),
+    _M.crm_record_id == sa.bindparam("record_id"),
+)
+_BY_REFERENCE: Final = _meetings_where(
+    _M.org_id == sa.bindparam("org_id"),
+    sa.or_(
+        (_M.crm == sa.bindparam("crm")) & (_M.crm_record_id == sa.bindparam("reference")),
+        _M.id == sa.bindparam("reference"),
+    ),
+)
+_BY_PROVIDER_MEETINGS: Final = _meetings_where(
+    _M.org_id == sa.bindparam("org_id"),
+    _M.provider == sa.bindparam("provider"),
+    _M.provider_meeting_id.in_(_IDS),
+).order_by(_M.starts_at, _M.id)
+_FOR_RECORD: Final = _meetings_where(
+    _M.org_id == sa.bindparam("org_id"),
+    _M.id.in_(
+        sa.select(_RELATED.c.meeting_id).where(
+            _RELATED.c.object_type == sa.bindparam("object_type"),
+            _RELATED.c.record_id == sa.bindparam("record_id"),
+        )
+    )
+    | _M.id.in_(
+        sa.select(_INVITEE.c.meeting_id).where(
+            _INVITEE.c.relation_type == sa.bindparam("object_type"),
+            _INVITEE.c.relation_id == sa.bindparam("record_id"),
+        )
+    ),
+).order_by(_M.starts_at, _M.id)
+_STORED_ID: Final = sa.select(_M.id).where(_M.id == sa.bindparam("id"))
+_INSERT_MEETING: Final = sa.insert(_MEETING)
+_INSERT_INVITEES: Final = sa.insert(_INVITEE)
+_INSERT_RELATED: Final = sa.insert(_RELATED)
+# the bound names of the WHERE clause differ from the columns the SET clause binds
+_UPDATE_MEETING: Final = sa.update(_MEETING).where(
+    _M.id == sa.bindparam("where_id"),
+    _M.version == sa.bindparam("where_version"),
+    _M.crm == sa.bindparam("where_crm"),
+    _M.uid == sa.bindparam("where_uid"),
+)
+_DELETE_INVITEES: Final = sa.delete(_INVITEE).where(_INVITEE.c.meeting_id == sa.bindparam("id"))
+_DELETE_RELATED: Final = sa.delete(_RELATED).where(_RELATED.c.meeting_id == sa.bindparam("id"))
 
 
 def _meeting_not_found(meeting_id: str) -> NotFoundError:
@@ -199,14 +271,18 @@ class MeetingRepository(Repository):
 
     def add(self, meeting: Meeting, *, org_id: str = DEFAULT_ORG_ID) -> Meeting:
         """Store a new meeting; :class:`ConflictError` if its id, UID or CRM record is taken."""
-        row = MeetingRow(id=meeting.id, org_id=org_id, crm=meeting.crm.value, uid=meeting.uid)
-        _write_fields(row, meeting)
-        row.created_at = meeting.created_at
-        row.invitees = _invitee_rows(meeting)
-        row.related = _related_rows(meeting)
+        row = {
+            "id": meeting.id,
+            "org_id": org_id,
+            "crm": meeting.crm.value,
+            "uid": meeting.uid,
+            "created_at": meeting.created_at,
+            **_meeting_values(meeting),
+        }
         try:
             with self.session.begin_nested():
-                self.session.add(row)
+                self.session.execute(_INSERT_MEETING, row)
+                self._insert_children(meeting)
         except exc.IntegrityError as error:
             raise ConflictError(
                 f"Meeting {meeting.id} cannot be added: {self._taken_by(meeting, org_id)}",
@@ -215,7 +291,7 @@ class MeetingRepository(Repository):
         return meeting
 
     def _taken_by(self, meeting: Meeting, org_id: str) -> str:
-        if self.session.get(MeetingRow, meeting.id) is not None:
+        if self.session.execute(_STORED_ID, {"id": meeting.id}).first() is not None:
             return "a meeting with this id already exists"
         if self.find_by_uid(meeting.uid) is not None:
             return f"UID {meeting.uid} is already used by another meeting"
@@ -229,14 +305,14 @@ class MeetingRepository(Repository):
         return "the database refused it"
 
     def get(self, meeting_id: str) -> Meeting:
-        meeting = self._one(MeetingRow.id == meeting_id)
+        meeting = self._one(_BY_ID, id=meeting_id)
         if meeting is None:
             raise _meeting_not_found(meeting_id)
         return meeting
 
     def find_by_uid(self, uid: str) -> Meeting | None:
         """The meeting with this iCalendar UID (e.g. from a calendar reply), if any."""
-        return self._one(MeetingRow.uid == uid)
+        return self._one(_BY_UID, uid=uid)
 
     def get_by_uid(self, uid: str) -> Meeting:
         meeting = self.find_by_uid(uid)
@@ -251,11 +327,7 @@ class MeetingRepository(Repository):
         self, crm: CrmKind | str, record_id: str, *, org_id: str = DEFAULT_ORG_ID
     ) -> Meeting | None:
         """The meeting stored for a CRM's own event / meeting record."""
-        return self._one(
-            MeetingRow.org_id == org_id,
-            MeetingRow.crm == CrmKind(crm).value,
-            MeetingRow.crm_record_id == record_id,
-        )
+        return self._one(_BY_CRM_RECORD, org_id=org_id, crm=CrmKind(crm).value, record_id=record_id)
 
     def find_by_reference(
         self, crm: CrmKind | str, reference: str, *, org_id: str = DEFAULT_ORG_ID
@@ -263,18 +335,10 @@ class MeetingRepository(Repository):
         """The org's meeting stored for ``crm``'s record ``reference``, else the org's
         meeting whose own id is ``reference`` (one query for both)."""
         crm_value = CrmKind(crm).value
-        rows = self.session.scalars(
-            _MEETINGS.where(
-                MeetingRow.org_id == org_id,
-                sa.or_(
-                    (MeetingRow.crm == crm_value) & (MeetingRow.crm_record_id == reference),
-                    MeetingRow.id == reference,
-                ),
-            )
-        ).all()
-        by_record = [r for r in rows if r.crm == crm_value and r.crm_record_id == reference]
+        rows = self._load(_BY_REFERENCE, org_id=org_id, crm=crm_value, reference=reference)
+        by_record = [m for m in rows if m.crm.value == crm_value and m.crm_record_id == reference]
         chosen = by_record or rows
-        return _to_meeting(chosen[0]) if chosen else None
+        return chosen[0] if chosen else None
 
     def find_by_provider_meeting(
         self, provider: str, provider_meeting_id: str, *, org_id: str = DEFAULT_ORG_ID
@@ -290,10 +354,8 @@ class MeetingRepository(Repository):
         conferencing meeting id -> its meetings by start; ids no meeting uses are absent."""
         found: dict[str, list[Meeting]] = {}
         for chunk in _chunks(list(dict.fromkeys(provider_meeting_ids))):
-            for meeting in self._many(
-                MeetingRow.org_id == org_id,
-                MeetingRow.provider == provider,
-                MeetingRow.provider_meeting_id.in_(chunk),
+            for meeting in self._load(
+                _BY_PROVIDER_MEETINGS, org_id=org_id, provider=provider, ids=list(chunk)
             ):
                 assert meeting.provider_meeting_id is not None  # matched on it
                 found.setdefault(meeting.provider_meeting_id, []).append(meeting)
@@ -305,19 +367,9 @@ class MeetingRepository(Repository):
         ``IN (SELECT meeting_id …)`` rather than correlated ``EXISTS``: the database looks
         the record up in the (type, id) indexes once instead of probing every meeting.
         """
-        related = MeetingRow.id.in_(
-            sa.select(RelatedRecordRow.meeting_id).where(
-                RelatedRecordRow.object_type == ref.object_type,
-                RelatedRecordRow.record_id == ref.record_id,
-            )
+        return self._load(
+            _FOR_RECORD, org_id=org_id, object_type=ref.object_type, record_id=ref.record_id
         )
-        invited = MeetingRow.id.in_(
-            sa.select(InviteeRow.meeting_id).where(
-                InviteeRow.relation_type == ref.object_type,
-                InviteeRow.relation_id == ref.record_id,
-            )
-        )
-        return self._many(MeetingRow.org_id == org_id, related | invited)
 
     def list_by_organizer(
         self,
@@ -329,45 +381,57 @@ class MeetingRepository(Repository):
     ) -> list[Meeting]:
         """An organizer's meetings by start, optionally those starting in [since, until)."""
         conditions = [
-            MeetingRow.org_id == org_id,
-            MeetingRow.organizer_email == normalize_email(email, "organizer"),
+            _M.org_id == org_id,
+            _M.organizer_email == normalize_email(email, "organizer"),
         ]
         if since is not None:
-            conditions.append(MeetingRow.starts_at >= since)
+            conditions.append(_M.starts_at >= since)
         if until is not None:
-            conditions.append(MeetingRow.starts_at < until)
-        return self._many(*conditions)
+            conditions.append(_M.starts_at < until)
+        return self._load(_meetings_where(*conditions).order_by(_M.starts_at, _M.id))
 
     def save(self, meeting: Meeting, expected_version: int) -> Meeting:
         """Write ``meeting`` if the stored one is still at ``expected_version``.
 
         Returns the meeting as stored: its version is ``expected_version + 1`` or the
         meeting's own, whichever is higher (``Meeting.revise`` already bumps it). Raises
-        :class:`ConflictError` when someone saved another version first.
+        :class:`ConflictError` when someone saved another version first. One conditional
+        UPDATE: it matches only the expected version (and locks the row on PostgreSQL).
         """
-        row = self.session.scalars(
-            sa.select(MeetingRow)
-            .where(MeetingRow.id == meeting.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).one_or_none()
+        stored = dataclasses.replace(meeting, version=max(meeting.version, expected_version + 1))
+        result = self.session.execute(
+            _UPDATE_MEETING,
+            {
+                "where_id": meeting.id,
+                "where_version": expected_version,
+                "where_crm": meeting.crm.value,
+                "where_uid": meeting.uid,
+                **_meeting_values(stored),
+            },
+        )
+        if int(getattr(result, "rowcount", 0)) != 1:
+            raise self._not_saved(meeting, expected_version)
+        invitees, related = self._children([meeting.id])
+        if (
+            tuple(invitees.get(meeting.id, ())) != stored.invitees
+            or tuple(related.get(meeting.id, ())) != stored.related
+        ):
+            self._replace_children(stored)
+        return stored
+
+    def _not_saved(self, meeting: Meeting, expected_version: int) -> CrmMeetingsError:
+        """Why the conditional UPDATE of :meth:`save` matched no row."""
+        row = self.session.execute(_BY_ID, {"id": meeting.id}).first()
         if row is None:
-            raise _meeting_not_found(meeting.id)
+            return _meeting_not_found(meeting.id)
         if row.version != expected_version:
-            raise ConflictError(
+            return ConflictError(
                 f"Meeting {meeting.id} ({row.subject!r}) was changed by someone else: it is at "
                 f"version {row.version}, your edit started from version {expected_version}",
                 hint=f"Reload meeting {meeting.id} and apply your edit to version {row.version}.",
             )
-        for name in ("crm", "uid"):
-            if getattr(row, name) != str(getattr(meeting, name)):
-                raise ValidationError(name, "cannot be changed once the meeting exists")
-        stored = dataclasses.replace(meeting, version=max(meeting.version, expected_version + 1))
-        _write_fields(row, stored)
-        if _invitees(row) != stored.invitees or _related(row) != stored.related:
-            self._replace_children(row, stored)
-        self.session.flush()
-        return stored
+        name = "crm" if row.crm != meeting.crm.value else "uid"
+        return ValidationError(name, "cannot be changed once the meeting exists")
 
     def set_status(self, meeting_id: str, status: MeetingStatus | str) -> Meeting:
         """Mark a meeting scheduled, cancelled or deleted; SEQUENCE follows ``revise``."""
@@ -377,22 +441,45 @@ class MeetingRepository(Repository):
             return current
         return self.save(changed, expected_version=current.version)
 
-    def _replace_children(self, row: MeetingRow, meeting: Meeting) -> None:
-        # Delete, flush, insert: the (meeting, position) and (meeting, email) unique keys
-        # would otherwise collide when invitees are reordered.
-        row.invitees.clear()
-        row.related.clear()
-        self.session.flush()
-        row.invitees.extend(_invitee_rows(meeting))
-        row.related.extend(_related_rows(meeting))
+    def _insert_children(self, meeting: Meeting) -> None:
+        if meeting.invitees:
+            self.session.execute(_INSERT_INVITEES, _invitee_values(meeting))
+        if meeting.related:
+            self.session.execute(_INSERT_RELATED, _related_values(meeting))
 
-    def _one(self, *conditions: sa.ColumnElement[bool]) -> Meeting | None:
-        row = self.session.scalars(_MEETINGS.where(*conditions)).one_or_none()
-        return None if row is None else _to_meeting(row)
+    def _replace_children(self, meeting: Meeting) -> None:
+        # Delete first: the (meeting, position) and (meeting, email) unique keys would
+        # otherwise collide when invitees are reordered.
+        self.session.execute(_DELETE_INVITEES, {"id": meeting.id})
+        self.session.execute(_DELETE_RELATED, {"id": meeting.id})
+        self._insert_children(meeting)
 
-    def _many(self, *conditions: sa.ColumnElement[bool]) -> list[Meeting]:
-        query = _MEETINGS.where(*conditions).order_by(MeetingRow.starts_at, MeetingRow.id)
-        return [_to_meeting(row) for row in self.session.scalars(query)]
+    def _children(
+        self, meeting_ids: Sequence[str]
+    ) -> tuple[dict[str, list[Invitee]], dict[str, list[RecordRef]]]:
+        """The invitees and related records of these meetings, in order, by meeting id."""
+        invitees: dict[str, list[Invitee]] = {}
+        related: dict[str, list[RecordRef]] = {}
+        for chunk in _chunks(meeting_ids):
+            for row in self.session.execute(_INVITEES_OF, {"ids": list(chunk)}):
+                invitees.setdefault(row.meeting_id, []).append(_invitee(row))
+            for row in self.session.execute(_RELATED_OF, {"ids": list(chunk)}):
+                related.setdefault(row.meeting_id, []).append(
+                    RecordRef(row.object_type, row.record_id)
+                )
+        return invitees, related
+
+    def _load(self, query: sa.Select[Any], **params: Any) -> list[Meeting]:
+        """The meetings ``query`` selects, in its order, with their children."""
+        rows = self.session.execute(query, params).all()
+        if not rows:
+            return []
+        invitees, related = self._children([row.id for row in rows])
+        return [_to_meeting(row, invitees.get(row.id, ()), related.get(row.id, ())) for row in rows]
+
+    def _one(self, query: sa.Select[Any], **params: Any) -> Meeting | None:
+        found = self._load(query, **params)
+        return found[0] if found else None
 
 
 # --- sessions and participants --------------------------------------------------------
