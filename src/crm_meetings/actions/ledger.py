@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -55,7 +55,7 @@ class AuditEntry:
     detail: dict[str, Any]
 
 
-def _entry(row: ActionRequestRow) -> LedgerEntry:
+def _entry(row: sa.Row[Any]) -> LedgerEntry:
     return LedgerEntry(
         key=row.idempotency_key,
         action=row.action,
@@ -69,6 +69,43 @@ def _entry(row: ActionRequestRow) -> LedgerEntry:
         lease_until=row.lease_until,
         last_error=None if row.last_error is None else dict(row.last_error),
     )
+
+
+# Core statements on the tables, built once: every action runs four to six of them, and
+# building and loading them through the ORM took as long as the rest of the action.
+_REQUESTS: Final = cast(sa.Table, ActionRequestRow.__table__)
+_AUDIT: Final = cast(sa.Table, ActionAuditRow.__table__)
+_CONFERENCING: Final = cast(sa.Table, MeetingConferencingRow.__table__)
+_R = _REQUESTS.c
+# bound names of WHERE clauses differ from the columns a SET clause binds
+_THE_REQUEST: Final = (
+    _R.org_id == sa.bindparam("where_org"),
+    _R.idempotency_key == sa.bindparam("where_key"),
+)
+_FIND: Final = sa.select(_REQUESTS).where(*_THE_REQUEST)
+_CLAIM: Final = sa.insert(_REQUESTS)
+_UPDATE: Final = sa.update(_REQUESTS).where(*_THE_REQUEST)
+_TAKE: Final = _UPDATE.where(
+    _R.status == LedgerStatus.PENDING.value,
+    sa.or_(_R.lease_until.is_(None), _R.lease_until <= sa.bindparam("now")),
+).values(attempts=_R.attempts + 1)
+_PENDING: Final = (
+    sa.select(_REQUESTS)
+    .where(_R.org_id == sa.bindparam("org_id"), _R.status == LedgerStatus.PENDING.value)
+    .order_by(_R.created_at, _R.id)
+)
+_ADD_AUDIT: Final = sa.insert(_AUDIT)
+_DIAL_IN: Final = sa.select(_CONFERENCING.c.dial_in).where(
+    _CONFERENCING.c.meeting_id == sa.bindparam("meeting_id")
+)
+_SET_DIAL_IN: Final = sa.update(_CONFERENCING).where(
+    _CONFERENCING.c.meeting_id == sa.bindparam("where_meeting")
+)
+_ADD_DIAL_IN: Final = sa.insert(_CONFERENCING)
+
+
+def _key(org_id: str, key: str) -> dict[str, str]:
+    return {"where_org": org_id, "where_key": key}
 
 
 def _in_progress(key: str) -> ConflictError:
@@ -90,7 +127,7 @@ class ActionLedger(Repository):
     """Idempotency records, audit entries and per-meeting conferencing details."""
 
     def find(self, org_id: str, key: str) -> LedgerEntry | None:
-        row = self._row(org_id, key)
+        row = self.session.execute(_FIND, _key(org_id, key)).first()
         return None if row is None else _entry(row)
 
     def claim(
@@ -107,39 +144,31 @@ class ActionLedger(Repository):
     ) -> None:
         """Record a new pending request, leased to the caller until ``lease_until``."""
         now = self.clock()
-        row = ActionRequestRow(
-            org_id=org_id,
-            idempotency_key=key,
-            action=action,
-            fingerprint=fingerprint,
-            status=LedgerStatus.PENDING.value,
-            meeting_id=meeting_id,
-            actor=actor,
-            state=state,
-            attempts=1,
-            lease_until=lease_until,
-            created_at=now,
-            updated_at=now,
-        )
+        row = {
+            "org_id": org_id,
+            "idempotency_key": key,
+            "action": action,
+            "fingerprint": fingerprint,
+            "status": LedgerStatus.PENDING.value,
+            "meeting_id": meeting_id,
+            "actor": actor,
+            "state": state,
+            "attempts": 1,
+            "lease_until": lease_until,
+            "created_at": now,
+            "updated_at": now,
+        }
         try:
             with self.session.begin_nested():
-                self.session.add(row)
+                self.session.execute(_CLAIM, row)
         except exc.IntegrityError as error:
             raise _in_progress(key) from error
 
     def take(self, org_id: str, key: str, *, lease_until: datetime) -> None:
         """Lease a pending request whose lease was released or ran out to a new attempt."""
         now = self.clock()
-        table = ActionRequestRow
         result = self.session.execute(
-            sa.update(table)
-            .where(
-                table.org_id == org_id,
-                table.idempotency_key == key,
-                table.status == LedgerStatus.PENDING.value,
-                sa.or_(table.lease_until.is_(None), table.lease_until <= now),
-            )
-            .values(lease_until=lease_until, attempts=table.attempts + 1, updated_at=now)
+            _TAKE, {**_key(org_id, key), "now": now, "lease_until": lease_until, "updated_at": now}
         )
         if int(getattr(result, "rowcount", 0)) != 1:
             raise _in_progress(key)
@@ -150,11 +179,9 @@ class ActionLedger(Repository):
 
     def release(self, org_id: str, key: str, state: dict[str, Any], error: dict[str, Any]) -> None:
         """An attempt failed: save its progress and error, and free the key for a retry."""
-        row = self._existing(org_id, key)
-        row.state = state
-        row.last_error = error
-        row.lease_until = None
-        row.updated_at = self.clock()
+        self._update(
+            org_id, key, state=state, last_error=error, lease_until=None, updated_at=self.clock()
+        )
 
     def complete(self, org_id: str, key: str, *, meeting_id: str, result: dict[str, Any]) -> None:
         """The request succeeded: keep its result for repeats (one UPDATE, no read)."""
@@ -174,15 +201,7 @@ class ActionLedger(Repository):
 
     def pending(self, org_id: str) -> list[LedgerEntry]:
         """Unfinished requests, oldest first (for an admin, or a sweeper)."""
-        query = (
-            sa.select(ActionRequestRow)
-            .where(
-                ActionRequestRow.org_id == org_id,
-                ActionRequestRow.status == LedgerStatus.PENDING.value,
-            )
-            .order_by(ActionRequestRow.created_at, ActionRequestRow.id)
-        )
-        return [_entry(row) for row in self.session.scalars(query)]
+        return [_entry(row) for row in self.session.execute(_PENDING, {"org_id": org_id})]
 
     # --- audit -------------------------------------------------------------------------
 
@@ -197,24 +216,25 @@ class ActionLedger(Repository):
         key: str | None,
         detail: dict[str, Any],
     ) -> None:
-        self.session.add(
-            ActionAuditRow(
-                org_id=org_id,
-                at=self.clock(),
-                actor=actor,
-                action=action,
-                outcome=outcome,
-                meeting_id=meeting_id,
-                idempotency_key=key,
-                detail=detail,
-            )
+        self.session.execute(
+            _ADD_AUDIT,
+            {
+                "org_id": org_id,
+                "at": self.clock(),
+                "actor": actor,
+                "action": action,
+                "outcome": outcome,
+                "meeting_id": meeting_id,
+                "idempotency_key": key,
+                "detail": detail,
+            },
         )
 
     def audit_trail(self, org_id: str, *, meeting_id: str | None = None) -> list[AuditEntry]:
         """Audit entries in the order they were written, optionally for one meeting."""
-        query = sa.select(ActionAuditRow).where(ActionAuditRow.org_id == org_id)
+        query = sa.select(_AUDIT).where(_AUDIT.c.org_id == org_id)
         if meeting_id is not None:
-            query = query.where(ActionAuditRow.meeting_id == meeting_id)
+            query = query.where(_AUDIT.c.meeting_id == meeting_id)
         return [
             AuditEntry(
                 at=row.at,
@@ -225,43 +245,25 @@ class ActionLedger(Repository):
                 idempotency_key=row.idempotency_key,
                 detail=dict(row.detail),
             )
-            for row in self.session.scalars(query.order_by(ActionAuditRow.id))
+            for row in self.session.execute(query.order_by(_AUDIT.c.id))
         ]
 
     # --- conferencing details ----------------------------------------------------------
 
     def set_dial_in(self, meeting_id: str, dial_in: str | None) -> None:
-        row = self.session.get(MeetingConferencingRow, meeting_id)
-        if row is None:
-            self.session.add(MeetingConferencingRow(meeting_id=meeting_id, dial_in=dial_in))
-        else:
-            row.dial_in = dial_in
+        changed = self.session.execute(
+            _SET_DIAL_IN, {"where_meeting": meeting_id, "dial_in": dial_in}
+        )
+        if int(getattr(changed, "rowcount", 0)) == 0:
+            self.session.execute(_ADD_DIAL_IN, {"meeting_id": meeting_id, "dial_in": dial_in})
 
     def dial_in(self, meeting_id: str) -> str | None:
-        row = self.session.get(MeetingConferencingRow, meeting_id)
-        return None if row is None else row.dial_in
+        value: str | None = self.session.execute(_DIAL_IN, {"meeting_id": meeting_id}).scalar()
+        return value
 
     # --- rows --------------------------------------------------------------------------
 
-    def _row(self, org_id: str, key: str) -> ActionRequestRow | None:
-        return self.session.scalars(
-            sa.select(ActionRequestRow)
-            .where(ActionRequestRow.org_id == org_id, ActionRequestRow.idempotency_key == key)
-            .execution_options(populate_existing=True)
-        ).one_or_none()
-
     def _update(self, org_id: str, key: str, **values: Any) -> None:
-        table = ActionRequestRow
-        result = self.session.execute(
-            sa.update(table)
-            .where(table.org_id == org_id, table.idempotency_key == key)
-            .values(**values)
-        )
+        result = self.session.execute(_UPDATE, {**_key(org_id, key), **values})
         if int(getattr(result, "rowcount", 0)) != 1:
             raise _disappeared(key)
-
-    def _existing(self, org_id: str, key: str) -> ActionRequestRow:
-        row = self._row(org_id, key)
-        if row is None:
-            raise _disappeared(key)
-        return row
