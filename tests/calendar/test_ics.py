@@ -8,9 +8,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from icalendar import Calendar
 
 from crm_meetings.calendar import ics
 from crm_meetings.calendar.ics import Delivery, Method, Notice
+from crm_meetings.calendar.vtimezone import vtimezone
 from crm_meetings.errors import ValidationError
 from crm_meetings.model import Invitee, Meeting, MeetingStatus
 
@@ -72,6 +74,31 @@ def test_request_times_carry_the_organizers_zone(meeting: Meeting, ical: SimpleN
     assert b"DTEND;TZID=Europe/Paris:20260310T100000\r\n" in data
     (zone,) = ical.parse(data).calendar.walk("VTIMEZONE")
     assert str(zone["TZID"]) == "Europe/Paris"
+
+
+def test_the_kept_vtimezone_is_written_as_icalendar_writes_the_whole_calendar(
+    meeting: Meeting,
+) -> None:
+    """The VTIMEZONE's bytes are kept per (zone, year) and put in front of the VEVENT:
+    the result is what icalendar writes for the calendar with the component in it."""
+    data = ics.request(meeting, recipients=meeting.invitees, now=NOW)
+    parsed = Calendar.from_ical(data)
+    assert [c.name for c in parsed.subcomponents] == ["VTIMEZONE", "VEVENT"]
+    whole = Calendar()
+    for name, value in parsed.property_items(recursive=False)[1:-1]:
+        whole.add(name, value)
+    zone = vtimezone(meeting.timezone, meeting.start)
+    assert zone is not None
+    whole.add_component(zone)
+    whole.add_component(parsed.subcomponents[1])
+    assert whole.to_ical() == data
+    year = timedelta(days=365)
+    later, _ = meeting.revise(start=meeting.start + year, end=meeting.end + year)
+    written = Calendar.from_ical(ics.request(later, recipients=later.invitees, now=NOW))
+    (later_zone,) = written.walk("VTIMEZONE")  # kept per year: its first onsets move on
+    expected = vtimezone(later.timezone, later.start)
+    assert expected is not None
+    assert later_zone.to_ical() == expected.to_ical() != zone.to_ical()
 
 
 def test_utc_organizer_gets_utc_times_and_no_vtimezone(

@@ -23,7 +23,7 @@ from typing import Final
 
 from icalendar import Calendar, Event, vCalAddress
 
-from crm_meetings.calendar.vtimezone import vtimezone
+from crm_meetings.calendar.vtimezone import vtimezone_ical
 from crm_meetings.errors import ValidationError
 from crm_meetings.model import Invitee, Meeting, MeetingChange, MeetingStatus, Person, utc
 
@@ -182,12 +182,19 @@ def _calendar(
     calendar.add("CALSCALE", "GREGORIAN")
     if method is not None:
         calendar.add("METHOD", method.value)
-    zone = vtimezone(meeting.timezone, meeting.start)
-    if zone is not None:
-        calendar.add_component(zone)
-    calendar.add_component(_event(meeting, method, attendees, stamp, rsvp=rsvp, local=bool(zone)))
+    zone = vtimezone_ical(meeting.timezone, meeting.start)
+    local = zone is not None
+    calendar.add_component(_event(meeting, method, attendees, stamp, rsvp=rsvp, local=local))
     data: bytes = calendar.to_ical()
-    return data
+    if zone is None:
+        return data
+    # The VTIMEZONE precedes the VEVENT, where icalendar writes a component added first;
+    # its written form is kept per (zone, year). No line of the calendar's own properties
+    # can read BEGIN:VEVENT: values are escaped and continuation lines start with a space.
+    head, begin, rest = data.partition(b"\r\nBEGIN:VEVENT\r\n")
+    if not begin:  # not reached: the event was added above
+        raise AssertionError("icalendar wrote no VEVENT")
+    return head + b"\r\n" + zone + begin[2:] + rest
 
 
 def _event(

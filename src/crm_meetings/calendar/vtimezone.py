@@ -11,8 +11,10 @@ way; the caller then writes UTC times, which every client understands.
 Deriving the rules scans three years of the zone day by day (about a millisecond), and
 every invitation, update and cancellation needs them; they depend only on the zone and
 the meeting's year, so they are computed once per (zone, year) and kept
-(:func:`_observances`, a pure function behind an LRU cache). Each call still builds a new
-component from them, so callers may change what they get.
+(:func:`_observances`, a pure function behind an LRU cache). Each call of :func:`vtimezone`
+still builds a new component from them, so callers may change what they get; writing one
+takes longer than deriving it, so :func:`vtimezone_ical` keeps the written bytes per
+(zone, year) too, for the invitations.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Timezone, TimezoneDaylight, TimezoneStandard, vRecur
 
-__all__ = ["vtimezone"]
+__all__ = ["vtimezone", "vtimezone_ical"]
 
 _WEEKDAYS: Final = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 _DAY: Final = timedelta(days=1)
@@ -72,7 +74,23 @@ def vtimezone(zone_name: str, around: datetime) -> Timezone | None:
     rules are irregular (moving dates, recent rule changes) or a fixed UTC offset of zero
     give ``None``.
     """
-    observances = _observances(zone_name, around.year)
+    return _vtimezone(zone_name, around.year)
+
+
+def vtimezone_ical(zone_name: str, around: datetime) -> bytes | None:
+    """:func:`vtimezone` as iCalendar text (CRLF lines, folded), or ``None``: the same bytes
+    as the component gives, made once per (zone, year)."""
+    return _written(zone_name, around.year)
+
+
+@lru_cache(maxsize=_CACHED_YEARS)
+def _written(zone_name: str, year: int) -> bytes | None:
+    component = _vtimezone(zone_name, year)
+    return None if component is None else bytes(component.to_ical())
+
+
+def _vtimezone(zone_name: str, year: int) -> Timezone | None:
+    observances = _observances(zone_name, year)
     if observances is None:
         return None
     component = Timezone()
