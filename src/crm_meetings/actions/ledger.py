@@ -15,11 +15,11 @@ from enum import StrEnum
 from typing import Any, Final, cast
 
 import sqlalchemy as sa
-from sqlalchemy import exc
 
 from crm_meetings.actions.tables import ActionAuditRow, ActionRequestRow, MeetingConferencingRow
 from crm_meetings.errors import ConflictError
 from crm_meetings.store import Repository
+from crm_meetings.store.statements import insert_ignoring
 
 __all__ = ["ActionLedger", "AuditEntry", "LedgerEntry", "LedgerStatus"]
 
@@ -83,7 +83,8 @@ _THE_REQUEST: Final = (
     _R.idempotency_key == sa.bindparam("where_key"),
 )
 _FIND: Final = sa.select(_REQUESTS).where(*_THE_REQUEST)
-_CLAIM: Final = sa.insert(_REQUESTS)
+# a taken key inserts nothing and returns no row (rowcount says -1 on psycopg)
+_CLAIM: Final = insert_ignoring(_REQUESTS, ["org_id", "idempotency_key"], returning=_R.id)
 _UPDATE: Final = sa.update(_REQUESTS).where(*_THE_REQUEST)
 _TAKE: Final = _UPDATE.where(
     _R.status == LedgerStatus.PENDING.value,
@@ -158,11 +159,8 @@ class ActionLedger(Repository):
             "created_at": now,
             "updated_at": now,
         }
-        try:
-            with self.session.begin_nested():
-                self.session.execute(_CLAIM, row)
-        except exc.IntegrityError as error:
-            raise _in_progress(key) from error
+        if self.session.execute(_CLAIM.on(self.session), row).first() is None:
+            raise _in_progress(key)  # the key is taken: by an attempt still running
 
     def take(self, org_id: str, key: str, *, lease_until: datetime) -> None:
         """Lease a pending request whose lease was released or ran out to a new attempt."""

@@ -27,15 +27,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_meetings.calendar.imip import OutgoingMail
 from crm_meetings.calendar.outbox_table import OutboxMessageRow
 from crm_meetings.model import utc
 from crm_meetings.redaction import redact
+from crm_meetings.store.statements import insert_ignoring
 
 if TYPE_CHECKING:
     from crm_meetings.config import SmtpSettings
@@ -133,20 +133,12 @@ class DeliveryReport:
         return len(self.sent) + len(self.deferred) + len(self.failed)
 
 
-def _insert_ignoring_known(insert: Callable[..., Any]) -> Any:
-    """``INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key``."""
-    return (
-        insert(OutboxMessageRow.__table__)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(OutboxMessageRow.__table__.c.idempotency_key)
-    )
-
-
-#: the queueing INSERT per dialect, built once: its rows are bound at execution
-_INSERTS: Final = {
-    "postgresql": _insert_ignoring_known(postgresql.insert),
-    "sqlite": _insert_ignoring_known(sqlite.insert),
-}
+#: the queueing INSERT, built once: its rows are bound at execution
+_QUEUE: Final = insert_ignoring(
+    cast(sa.Table, OutboxMessageRow.__table__),
+    ["idempotency_key"],
+    returning=OutboxMessageRow.__table__.c.idempotency_key,
+)
 
 
 class Outbox:
@@ -166,7 +158,7 @@ class Outbox:
     def enqueue_many(uow: UnitOfWork, mails: Sequence[OutgoingMail]) -> list[bool]:
         """Queue every message with one INSERT; per message, whether it was new (a key
         already queued or sent, or earlier in ``mails``, is not). The statement is built
-        once (:data:`_INSERTS`): SQLAlchemy sends the rows as one multi-row INSERT."""
+        once (:data:`_QUEUE`): SQLAlchemy sends the rows as one multi-row INSERT."""
         if not mails:
             return []
         now = utc(uow.clock(), "now")
@@ -188,9 +180,7 @@ class Outbox:
             }
             for mail in mails
         ]
-        dialect = uow.session.get_bind().dialect.name
-        statement = _INSERTS["postgresql" if dialect == "postgresql" else "sqlite"]
-        fresh = set(uow.session.scalars(statement, rows))
+        fresh = set(uow.session.scalars(_QUEUE.on(uow.session), rows))
         new: list[bool] = []
         for mail in mails:
             new.append(mail.idempotency_key in fresh)

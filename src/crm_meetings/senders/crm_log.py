@@ -26,10 +26,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_meetings.calendar.imip import OutgoingMail
 from crm_meetings.calendar.outbox import OutboxPolicy, OutboxStatus, next_attempt
@@ -48,6 +47,7 @@ from crm_meetings.model import CrmKind, Meeting, Person, utc
 from crm_meetings.redaction import redact
 from crm_meetings.senders.tables import MailLogRow
 from crm_meetings.store import DEFAULT_ORG_ID
+from crm_meetings.store.statements import insert_ignoring
 
 if TYPE_CHECKING:
     from crm_meetings.store import Store, UnitOfWork
@@ -82,33 +82,34 @@ class LogReport:
         return len(self.logged) + len(self.deferred) + len(self.failed)
 
 
+#: queue a delivered mail for logging once per mail (built once; rows bound at execution)
+_QUEUE: Final = insert_ignoring(
+    cast(sa.Table, MailLogRow.__table__), ["mail_key"], returning=MailLogRow.__table__.c.id
+)
+
+
 def queue_logging(
     uow: UnitOfWork, meeting: Meeting, mails: Iterable[OutgoingMail], *, org_id: str
 ) -> int:
     """Log ``mails`` (already queued in the outbox) on ``meeting``'s CRM once delivered;
     returns how many were new. Call it in the unit of work that queued them."""
     now = utc(uow.clock(), "now")
-    dialect = uow.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    added = 0
-    for mail in mails:
-        statement = (
-            insert(MailLogRow)
-            .values(
-                mail_key=mail.idempotency_key,
-                org_id=org_id,
-                crm=meeting.crm.value,
-                meeting_id=meeting.id,
-                status=LogStatus.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["mail_key"])
-            .returning(MailLogRow.id)
-        )
-        added += uow.session.execute(statement).first() is not None
-    return added
+    rows = [
+        {
+            "mail_key": mail.idempotency_key,
+            "org_id": org_id,
+            "crm": meeting.crm.value,
+            "meeting_id": meeting.id,
+            "status": LogStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for mail in mails
+    ]
+    if not rows:
+        return 0
+    return len(uow.session.scalars(_QUEUE.on(uow.session), rows).all())
 
 
 def sent_email(
