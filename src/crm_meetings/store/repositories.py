@@ -83,8 +83,10 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 #
 # Meetings are read and written with Core statements on the tables, most of them built
 # once below with bound parameters: loading rows as ORM objects (with their children by
-# selectin) took four times as long, and every action reads and writes a meeting. No
-# meeting row ever becomes an ORM object, so none can go stale in a session.
+# selectin) took four times as long, and every action reads and writes a meeting. This
+# repository never loads a meeting row as an ORM object, so a Core write here cannot leave
+# one stale in its session (the contact map's read-only derivation in contacts/store.py
+# does load them, in units of work that write no meeting).
 
 _MEETING: Final = cast(sa.Table, MeetingRow.__table__)
 _INVITEE: Final = cast(sa.Table, InviteeRow.__table__)
