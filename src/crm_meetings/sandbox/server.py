@@ -17,6 +17,7 @@ and, when a seed is given, ``load(generate(seed))`` — all before the first req
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import threading
@@ -59,6 +60,39 @@ class _Protocol(HttpToolsProtocol):
             super().shutdown()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopped at once. uvicorn looks at ``should_exit`` every 0.1 s and
+    then waits 0.1 s more for connections to wind down: 0.2 s per stop, paid by every test
+    that starts a sandbox. Here :meth:`Sandbox.stop` wakes the main loop (``wake``), and
+    shutdown aborts idle connections (:class:`_Protocol`) without the fixed wait; a request
+    still running gets the grace time, then is cancelled."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.wake = asyncio.Event()
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):  # the tick keeps the Date header current
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 0.1)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        running = set(self.server_state.tasks)
+        if running:
+            grace = self.config.timeout_graceful_shutdown
+            _, late = await asyncio.wait(running, timeout=grace)
+            for task in late:
+                task.cancel()
+        for server in self.servers:
+            await server.wait_closed()
+
+
 def _url_of(sock: socket.socket, scheme: str) -> str:
     host, port = sock.getsockname()[:2]
     return f"{scheme}://{host}:{port}"
@@ -69,7 +103,7 @@ class _Listener:
     vendor: str
     scheme: str  # "https" | "http"
     sock: socket.socket
-    server: uvicorn.Server
+    server: _Server
 
     @property
     def url(self) -> str:
@@ -121,6 +155,7 @@ class Sandbox(Controls):
         self.ca: LocalCA = local_ca()
         self._listeners: list[_Listener] = []
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._failure: BaseException | None = None
 
     @property
@@ -180,6 +215,11 @@ class Sandbox(Controls):
         """Stop every server and wait for the thread to end (idempotent)."""
         for listener in self._listeners:
             listener.server.should_exit = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            for listener in self._listeners:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(listener.server.wake.set)
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT)
         for listener in self._listeners:
@@ -208,7 +248,7 @@ class Sandbox(Controls):
                     self.env.base_urls[vendor] = _url_of(sockets[-1], scheme)
             apps = self._build_apps()
             self._listeners = [
-                _Listener(vendor, scheme, sock, uvicorn.Server(self._config(apps[vendor], scheme)))
+                _Listener(vendor, scheme, sock, _Server(self._config(apps[vendor], scheme)))
                 for (scheme, vendor), sock in zip(slots, sockets, strict=True)
             ]
         except BaseException:
@@ -255,6 +295,7 @@ class Sandbox(Controls):
             ready.set()
 
     async def _serve(self, ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
         tasks = [
             asyncio.create_task(lst.server.serve(sockets=[lst.sock])) for lst in self._listeners
         ]
