@@ -9,12 +9,9 @@ DEMO_OUT ?= demo-output
 
 install: $(STAMP)
 
-# --no-compile: Python compiles a module when it is first imported. Compiling every module
-# of every package up front (hubspot-api-client alone ships thousands) took 20 of the
-# install's 70 seconds on a 2-core machine.
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
