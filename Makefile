@@ -30,7 +30,11 @@ typecheck: $(STAMP)
 # pytest exits 5 when it collected no tests; make treats every non-zero exit as a failure.
 # The tests run on one pytest-xdist worker per CPU (PYTEST_WORKERS=0: in this process).
 PYTEST_WORKERS ?= auto
+# compileall first: where PYTHONDONTWRITEBYTECODE is set (this machine kind sets it),
+# every process the tests start would compile the package from source again (0.5 s each
+# here); Python still reads bytecode that exists, and ignores it once a source changes.
 pytest: $(STAMP) browser
+	$(BIN)/python -m compileall -q src
 	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 # The browser tests drive Debian's chromium (Playwright with executable_path; no downloads).
