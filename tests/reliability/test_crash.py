@@ -154,21 +154,27 @@ def run_child(
         channel.makefile("r", encoding="utf-8") as lines,
         channel.makefile("w", encoding="utf-8") as answers,
     ):
-        for line in lines:
-            if line.startswith("step ") and not killing:
-                outcome.steps.append(line[5:].strip())
-                if len(outcome.steps) == kill_at:
-                    if delay:
-                        answers.write("go\n")
-                        answers.flush()
-                        _sleep(delay)
-                    os.kill(pid, signal.SIGKILL)  # not reaped yet: still this worker's pid
-                    killing = True
-                    continue
-                answers.write("go\n")
-                answers.flush()
-            elif line.startswith("done "):
-                outcome.done = json.loads(line[5:])
+        try:
+            for line in lines:
+                if line.startswith("step ") and not killing:
+                    outcome.steps.append(line[5:].strip())
+                    if len(outcome.steps) == kill_at:
+                        if delay:
+                            answers.write("go\n")
+                            answers.flush()
+                            _sleep(delay)
+                        os.kill(pid, signal.SIGKILL)  # not reaped yet: still this worker's pid
+                        killing = True
+                        continue
+                    answers.write("go\n")
+                    answers.flush()
+                elif line.startswith("done "):
+                    outcome.done = json.loads(line[5:])
+        except ConnectionResetError:
+            # killed before it read the last "go": Linux ends a Unix socket closed with
+            # unread data with a reset, not an end of file
+            if not killing:
+                raise
     returncode = forker.wait()
     # a kill that came after the worker had finished (its last step was short) is no kill
     outcome.killed = returncode == -signal.SIGKILL
