@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from crm_meetings.actions.tables import ActionAuditRow, ActionRequestRow, MeetingConferencingRow
 from crm_meetings.errors import ConflictError
 from crm_meetings.store import Repository
-from crm_meetings.store.statements import insert_ignoring
+from crm_meetings.store.statements import insert_ignoring, upsert
 
 __all__ = ["ActionLedger", "AuditEntry", "LedgerEntry", "LedgerStatus"]
 
@@ -99,10 +99,7 @@ _ADD_AUDIT: Final = sa.insert(_AUDIT)
 _DIAL_IN: Final = sa.select(_CONFERENCING.c.dial_in).where(
     _CONFERENCING.c.meeting_id == sa.bindparam("meeting_id")
 )
-_SET_DIAL_IN: Final = sa.update(_CONFERENCING).where(
-    _CONFERENCING.c.meeting_id == sa.bindparam("where_meeting")
-)
-_ADD_DIAL_IN: Final = sa.insert(_CONFERENCING)
+_SET_DIAL_IN: Final = upsert(_CONFERENCING, ["meeting_id"], update=["dial_in"])
 
 
 def _key(org_id: str, key: str) -> dict[str, str]:
@@ -249,11 +246,9 @@ class ActionLedger(Repository):
     # --- conferencing details ----------------------------------------------------------
 
     def set_dial_in(self, meeting_id: str, dial_in: str | None) -> None:
-        changed = self.session.execute(
-            _SET_DIAL_IN, {"where_meeting": meeting_id, "dial_in": dial_in}
+        self.session.execute(
+            _SET_DIAL_IN.on(self.session), {"meeting_id": meeting_id, "dial_in": dial_in}
         )
-        if int(getattr(changed, "rowcount", 0)) == 0:
-            self.session.execute(_ADD_DIAL_IN, {"meeting_id": meeting_id, "dial_in": dial_in})
 
     def dial_in(self, meeting_id: str) -> str | None:
         value: str | None = self.session.execute(_DIAL_IN, {"meeting_id": meeting_id}).scalar()

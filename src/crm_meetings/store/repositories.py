@@ -15,7 +15,6 @@ from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc, orm
-from sqlalchemy.dialects import postgresql, sqlite
 
 from crm_meetings.errors import ConflictError, CrmMeetingsError, NotFoundError, ValidationError
 from crm_meetings.model import (
@@ -30,6 +29,7 @@ from crm_meetings.model import (
     Session,
     normalize_email,
 )
+from crm_meetings.store.statements import upsert
 from crm_meetings.store.tables import (
     DEFAULT_ORG_ID,
     CheckpointRow,
@@ -681,6 +681,13 @@ class SessionRepository(Repository):
 # --- sync checkpoints and runs --------------------------------------------------------
 
 
+_SET_CHECKPOINT: Final = upsert(
+    cast(sa.Table, CheckpointRow.__table__),
+    ["org_id", "source", "object_name"],
+    update=["cursor", "updated_at"],
+)
+
+
 class CheckpointRepository(Repository):
     """Where each incremental sync resumes: one cursor per (org, source, object)."""
 
@@ -702,14 +709,7 @@ class CheckpointRepository(Repository):
             "cursor": cursor,
             "updated_at": self.clock(),
         }
-        key = ["org_id", "source", "object_name"]
-        changes = {"cursor": cursor, "updated_at": values["updated_at"]}
-        if self.session.get_bind().dialect.name == "postgresql":
-            pg = postgresql.insert(CheckpointRow).values(values)
-            self.session.execute(pg.on_conflict_do_update(index_elements=key, set_=changes))
-        else:
-            lite = sqlite.insert(CheckpointRow).values(values)
-            self.session.execute(lite.on_conflict_do_update(index_elements=key, set_=changes))
+        self.session.execute(_SET_CHECKPOINT.on(self.session), values)
 
     def list_for_org(self, org_id: str = DEFAULT_ORG_ID) -> list[Checkpoint]:
         """An org's checkpoints, for the status page and ``doctor``."""
